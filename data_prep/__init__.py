@@ -1,0 +1,1 @@
+"""Reading the STOP release and synthesising mini-STOP (knows nothing of models)."""

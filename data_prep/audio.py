@@ -1,0 +1,110 @@
+"""Reading audio: cheap header checks for preparation, and the one loader that
+training, evaluation and ``parse`` share (mono, 16 kHz, float32).
+
+Policy for odd files (documented in the README): a wav at another sample rate
+is resampled at load time, a multi-channel wav is down-mixed to mono; both are
+kept and counted in the preparation report.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+SAMPLE_RATE = 16000
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio; the message says why."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def _riff_info(path: Path, head: bytes, size: int) -> AudioInfo:
+    """Parse a RIFF/WAVE header from its first bytes; raise AudioError if the
+    file is cut short. Returns None when the header is not plain RIFF PCM."""
+    position = 12
+    fmt = None
+    while position + 8 <= len(head):
+        chunk_id, chunk_size = struct.unpack_from("<4sI", head, position)
+        body = position + 8
+        if chunk_id == b"fmt ":
+            if body + 16 > len(head):
+                return None
+            _, channels, rate, _, block_align, _ = struct.unpack_from("<HHIIHH", head, body)
+            fmt = (channels, rate, block_align)
+        elif chunk_id == b"data":
+            if fmt is None or fmt[2] == 0 or fmt[1] == 0:
+                return None
+            channels, rate, block_align = fmt
+            available = max(0, size - body)
+            if chunk_size > available:
+                raise AudioError(
+                    f"truncated: header promises {chunk_size // block_align} frames, "
+                    f"file holds {available // block_align}"
+                )
+            return AudioInfo(rate, channels, chunk_size // block_align)
+        position = body + chunk_size + (chunk_size & 1)
+    return None
+
+
+def audio_info(path) -> AudioInfo:
+    """Sample rate, channels and length from the file header alone.
+
+    Plain wav headers are parsed from the first 4 KiB (no decoding); anything
+    else goes through soundfile. Raises AudioError for a missing, truncated,
+    empty or non-audio file.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except FileNotFoundError:
+        raise AudioError("missing file") from None
+    except OSError as e:
+        raise AudioError(f"unreadable: {e.strerror or e}") from None
+    info = None
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        info = _riff_info(path, head, size)
+    if info is None:
+        try:
+            sfinfo = sf.info(str(path))
+        except Exception:
+            raise AudioError("not an audio file") from None
+        info = AudioInfo(sfinfo.samplerate, sfinfo.channels, sfinfo.frames)
+    if info.frames <= 0:
+        raise AudioError("no audio samples")
+    return info
+
+
+def load_audio(path, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples at ``target_rate`` (down-mixed, resampled)."""
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: missing file") from None
+    except Exception:
+        raise AudioError(f"{path}: not a readable audio file") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: no audio samples")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if rate != target_rate:
+        from scipy.signal import resample_poly
+
+        g = np.gcd(rate, target_rate)
+        mono = resample_poly(mono, target_rate // g, rate // g).astype(np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32)

@@ -1,0 +1,1 @@
+"""The STOP recipe: training, search, metrics, inference."""

@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""Direct spoken language understanding on STOP: audio in, semantic parse out.
+
+    python recipes/STOP/train.py hparams/mini.yaml \
+        --data_folder=/path/to/stop --output_folder=results/mini
+
+The flow (SpeechBrain style): prepare the CSVs (main process only), train the
+tokenizer on the training targets, train the model (joint CTC + attention),
+then average the best checkpoints and decode the test set with beam search and
+CTC scoring. Results land in the output folder: checkpoints under save/,
+train_log.txt, predictions_test.tsv and metrics_test.json.
+
+Any YAML key can be overridden on the command line (``--number_of_epochs=5``,
+``--max_train_minutes=20``), as can SpeechBrain's run options
+(``--device=cuda:0``, ``--precision=bf16``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+import yaml
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from stop_slu import parses
+from stop_slu.data_prep.audio import load_audio
+from stop_slu.data_prep.prepare import PrepareError, prepare, summary_line
+from stop_slu.recipe import stop_metrics
+from stop_slu.recipe.stop_checkpoints import load_averaged_model
+from stop_slu.recipe.stop_inference import RECIPE_COPY, RECIPE_OVERRIDES
+from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+class SLU(sb.core.Brain):
+    """Speech -> parse with a conformer encoder, transformer decoder and CTC."""
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        wavs, wav_lens = batch.sig
+        tokens_bos, _ = batch.tokens_bos
+        train = stage == sb.Stage.TRAIN
+
+        if train and self.hparams.wav_augment is not None:
+            wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
+            tokens_bos = self.hparams.wav_augment.replicate_labels(tokens_bos)
+        feats = self.hparams.compute_features(wavs)
+        feats = self.modules.normalize(feats, wav_lens, epoch=self.hparams.epoch_counter.current)
+        if train and self.hparams.fea_augment is not None:
+            feats, wav_lens = self.hparams.fea_augment(feats, wav_lens)
+            tokens_bos = self.hparams.fea_augment.replicate_labels(tokens_bos)
+
+        src = self.modules.CNN(feats)
+        enc_out, dec_out = self.modules.Transformer(
+            src, tokens_bos, wav_lens, pad_idx=self.hparams.pad_index
+        )
+        p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(enc_out))
+        p_seq = self.hparams.log_softmax(self.modules.seq_lin(dec_out))
+
+        hyps = None
+        if stage == sb.Stage.VALID:
+            hyps, _, _, _ = self.hparams.valid_search(enc_out.detach(), wav_lens)
+        elif stage == sb.Stage.TEST:
+            hyps, _, _, _ = self.hparams.test_search(enc_out.detach(), wav_lens)
+        return p_ctc, p_seq, wav_lens, hyps
+
+    def _replicate(self, labels):
+        """Repeat labels the way the augmenters repeated the audio (if they did)."""
+        for name in ("wav_augment", "fea_augment"):
+            augment = getattr(self.hparams, name)
+            if augment is not None:
+                labels = augment.replicate_labels(labels)
+        return labels
+
+    def compute_objectives(self, predictions, batch, stage):
+        p_ctc, p_seq, wav_lens, hyps = predictions
+        tokens_eos, tokens_eos_lens = batch.tokens_eos
+        tokens, tokens_lens = batch.tokens
+        if stage == sb.Stage.TRAIN:
+            tokens_eos, tokens_eos_lens, tokens, tokens_lens = (
+                self._replicate(t) for t in (tokens_eos, tokens_eos_lens, tokens, tokens_lens)
+            )
+
+        loss_seq = self.hparams.seq_cost(p_seq, tokens_eos, length=tokens_eos_lens)
+        loss_ctc = self.hparams.ctc_cost(p_ctc.float(), tokens, wav_lens, tokens_lens)
+        weight = self.hparams.ctc_weight
+        loss = weight * loss_ctc + (1 - weight) * loss_seq
+
+        if stage != sb.Stage.TRAIN:
+            self.acc_metric.append(p_seq, tokens_eos, tokens_eos_lens)
+            if hyps is not None:
+                for uid, hyp, ref, domain in zip(batch.id, hyps, batch.semantics, batch.domain):
+                    self.decoded.append((uid, self.tokenizer.decode(hyp), ref, domain))
+        return loss
+
+    # -- training-time limit ----------------------------------------------
+    def on_fit_start(self):
+        super().on_fit_start()
+        self._train_started = time.time()
+        self._time_is_up = False
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        if should_step:
+            self.hparams.noam_annealing(self.optimizer)
+        limit = float(self.hparams.max_train_minutes or 0)
+        if limit > 0 and not self._time_is_up:
+            up = [(time.time() - self._train_started) / 60.0 >= limit]
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.broadcast_object_list(up, src=0)  # ranks stop together
+            if up[0]:
+                logger.info("max_train_minutes=%s reached: stopping training", limit)
+            self._time_is_up = up[0]
+
+    @property
+    def _optimizer_step_limit_exceeded(self):
+        # Brain checks this before each batch and after each epoch.
+        return super()._optimizer_step_limit_exceeded or getattr(self, "_time_is_up", False)
+
+    # -- stages -------------------------------------------------------------
+    def on_stage_start(self, stage, epoch):
+        if stage != sb.Stage.TRAIN:
+            self.acc_metric = self.hparams.acc_computer()
+            self.decoded = []
+
+    def on_stage_end(self, stage, stage_loss, epoch):
+        stats = {"loss": stage_loss}
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+            return
+        stats["ACC"] = self.acc_metric.summarize()
+        refs = {uid: ref for uid, _, ref, _ in self.decoded}
+        hyps = {uid: hyp for uid, hyp, _, _ in self.decoded}
+        scores = stop_metrics.score(refs, hyps, {uid: d for uid, _, _, d in self.decoded})
+        stats.update(EM=scores["em"], EM_tree=scores["em_tree"], valid=scores["valid"])
+
+        if stage == sb.Stage.VALID:
+            lr = self.hparams.noam_annealing.current_lr
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": lr, "steps": self.optimizer_step},
+                train_stats=getattr(self, "train_stats", None),
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta={"EM": stats["EM"], "ACC": stats["ACC"], "epoch": epoch},
+                max_keys=["EM"],
+                num_to_keep=self.hparams.keep_checkpoints,
+            )
+        elif stage == sb.Stage.TEST:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                test_stats=stats,
+            )
+            if if_main_process():
+                out = Path(self.hparams.output_folder)
+                stop_metrics.write_predictions(out / "predictions_test.tsv", self.decoded)
+                (out / "metrics_test.json").write_text(json.dumps(scores, indent=2) + "\n")
+            self.test_scores = scores
+
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        """Load the average of the best checkpoints (by valid EM)."""
+        load_averaged_model(vars(self.hparams), max_key=max_key, min_key=min_key, device=self.device)
+
+
+def dataio_prepare(hparams, tokenizer: ParseTokenizer):
+    """Datasets reading the CSVs: audio -> ``sig``, parse -> token tensors."""
+    folder = Path(hparams["prepare_folder"])
+
+    def load(split):
+        return sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path=str(folder / f"{split}.csv"))
+
+    train_data = load(hparams["train_split"])
+    valid_data = load(hparams["valid_split"]).filtered_sorted(sort_key="duration")
+    test_data = load(hparams["test_split"]).filtered_sorted(sort_key="duration")
+    if hparams["sorting"] == "ascending":
+        train_data = train_data.filtered_sorted(sort_key="duration")
+    datasets = [train_data, valid_data, test_data]
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio_pipeline(wav):
+        return torch.from_numpy(load_audio(wav, hparams["sample_rate"]))
+
+    @sb.utils.data_pipeline.takes("semantics")
+    @sb.utils.data_pipeline.provides("tokens_bos", "tokens_eos", "tokens")
+    def text_pipeline(semantics):
+        ids = tokenizer.encode(semantics)
+        yield torch.LongTensor([hparams["bos_index"]] + ids)
+        yield torch.LongTensor(ids + [hparams["eos_index"]])
+        yield torch.LongTensor(ids)
+
+    sb.dataio.dataset.add_dynamic_item(datasets, audio_pipeline)
+    sb.dataio.dataset.add_dynamic_item(datasets, text_pipeline)
+    sb.dataio.dataset.set_output_keys(
+        datasets, ["id", "sig", "semantics", "domain", "tokens_bos", "tokens_eos", "tokens"]
+    )
+
+    train_loader_kwargs = dict(hparams["train_dataloader_opts"])
+    if hparams["dynamic_batching"]:
+        sampler = sb.dataio.sampler.DynamicBatchSampler(
+            train_data,
+            length_func=lambda x: x["duration"],
+            seed=hparams["seed"],
+            **hparams["dynamic_batch_sampler_train"],
+        )
+        train_loader_kwargs = {"batch_sampler": sampler, "num_workers": hparams["num_workers"]}
+    return train_data, valid_data, test_data, train_loader_kwargs
+
+
+def prepare_data(hparams):
+    """CSVs for the configured splits (reused when inputs are unchanged)."""
+    if hparams["skip_prep"]:
+        return
+    report = prepare(
+        hparams["data_folder"],
+        hparams["prepare_folder"],
+        splits=sorted({hparams["train_split"], hparams["valid_split"], hparams["test_split"]}),
+        domains=hparams["domains"],
+        target=hparams["target_column"],
+    )
+    logger.info(summary_line(report))
+
+
+def build_tokenizer(hparams) -> ParseTokenizer:
+    """Train (or reuse) the tokenizer on the training CSV's targets."""
+    import csv
+
+    with open(Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv", encoding="utf-8") as f:
+        targets = [row["semantics"] for row in csv.DictReader(f)]
+    return train_tokenizer(
+        targets, hparams["tokenizer_folder"], hparams["vocab_size"], hparams["tokenizer_type"]
+    )
+
+
+def _save_recipe(hparams_file: str, overrides: dict, output_folder: Path):
+    """Keep the config and overrides so the output folder alone rebuilds the model."""
+    shutil.copyfile(hparams_file, output_folder / RECIPE_COPY)
+    kept = {k: v for k, v in overrides.items() if k not in ("data_folder", "output_folder")}
+    (output_folder / RECIPE_OVERRIDES).write_text(yaml.safe_dump(kept, sort_keys=True))
+
+
+def main(argv=None) -> dict:
+    """Run the whole recipe; returns the test metrics."""
+    hparams_file, run_opts, overrides_text = sb.parse_arguments(argv if argv is not None else sys.argv[1:])
+    overrides = yaml.safe_load(overrides_text) or {} if overrides_text else {}
+    sb.utils.distributed.ddp_init_group(run_opts)
+
+    with open(hparams_file, encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    data_folder = Path(str(hparams["data_folder"]))
+    if not data_folder.is_dir():
+        raise PrepareError(f"{data_folder}: data folder not found; pass --data_folder=<STOP release or mini-STOP>")
+
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    run_on_main(prepare_data, kwargs={"hparams": hparams})
+    run_on_main(build_tokenizer, kwargs={"hparams": hparams})
+    tokenizer = build_tokenizer(hparams)  # every rank loads the (now trained) model
+
+    if hparams["output_neurons"] != tokenizer.vocab_size:
+        # The model's output size comes from the tokenizer: rebuild with it.
+        overrides["output_neurons"] = tokenizer.vocab_size
+        with open(hparams_file, encoding="utf-8") as f:
+            hparams = load_hyperpyyaml(f, overrides)
+    if if_main_process():
+        _save_recipe(hparams_file, {**overrides, "output_neurons": tokenizer.vocab_size}, Path(hparams["output_folder"]))
+
+    train_data, valid_data, test_data, train_loader_kwargs = dataio_prepare(hparams, tokenizer)
+    brain = SLU(
+        modules=hparams["modules"],
+        opt_class=hparams["Adam"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.tokenizer = tokenizer
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=train_loader_kwargs,
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    brain.evaluate(test_data, max_key="EM", test_loader_kwargs=hparams["test_dataloader_opts"])
+    return brain.test_scores
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except PrepareError as error:
+        sys.exit(f"error: {error}")

@@ -1,0 +1,1 @@
+"""stop-slu: direct spoken language understanding on STOP with SpeechBrain."""

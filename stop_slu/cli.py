@@ -1,0 +1,221 @@
+"""The ``stop-slu`` command: a thin dispatcher over the project's functions.
+
+    stop-slu demo                      synthesise mini-STOP, train, test (CPU, ~25 min)
+    stop-slu synth OUT                 write a mini-STOP release spoken by eSpeak NG
+    stop-slu prepare STOP_DIR SAVE_DIR STOP release -> SpeechBrain CSVs + report
+    stop-slu train HPARAMS [--key=value ...]   the training recipe
+    stop-slu score REF HYP             EM, EM-Tree, validity of ID<TAB>parse files
+    stop-slu parse MODEL_DIR a.wav ... JSON parse of each file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HPARAMS_DIR = REPO_ROOT / "hparams"
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def hparams_path(name: str) -> Path:
+    """A config by path, or by name from the repository's hparams/ folder."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    bundled = HPARAMS_DIR / (name if name.endswith(".yaml") else name + ".yaml")
+    if bundled.is_file():
+        return bundled
+    raise CLIError(f"{name}: no such config (looked in {HPARAMS_DIR}); pass a YAML path")
+
+
+def _domains(text):
+    return [d for d in text.split(",") if d] if text else None
+
+
+def cmd_synth(args):
+    from stop_slu.data_prep.release import DOMAINS
+    from stop_slu.data_prep.synth import synthesize
+
+    summary = synthesize(
+        args.out, n_train=args.train, n_eval=args.valid, n_test=args.test, seed=args.seed,
+        text_dir=args.text, domains=_domains(args.domains) or DOMAINS,
+        workers=args.workers, progress=not args.quiet,
+    )
+    rows = summary["rows"]
+    print(f"mini-STOP written to {summary['out_dir']}: train {rows['train']}, eval {rows['eval']}, "
+          f"test {rows['test']} rows (eval/test in two takes); text from {summary['text']}")
+    if "grammar" in summary:
+        g = summary["grammar"]
+        print(f"grammar: {g['domains']} domains, {g['intents']} intent labels, {g['slots']} slot labels, "
+              f"{g['slot_values']} distinct slot values, {g['carrier_phrases']} carrier phrases, "
+              f"nesting up to {g['max_depth']} intent levels")
+    print(f"emitted: {summary['emitted_intents']} intent labels, {summary['emitted_slots']} slot labels, "
+          f"max depth {summary['emitted_max_depth']}")
+
+
+def cmd_prepare(args):
+    from stop_slu.data_prep.prepare import prepare, summary_line
+
+    report = prepare(
+        args.stop_dir, args.save_dir, splits=args.splits.split(","), domains=_domains(args.domains),
+        target=args.target, strict=args.strict, progress=not args.quiet, skip_if_done=not args.force,
+    )
+    print(summary_line(report))
+    print(f"CSVs and prepare_report.json in {args.save_dir}")
+
+
+def cmd_train(args):
+    from stop_slu.recipe import train
+
+    scores = train.main([str(hparams_path(args.hparams)), *args.overrides])
+    print(json.dumps(scores))
+
+
+def cmd_score(args):
+    from stop_slu.recipe.stop_metrics import read_parse_tsv, score
+
+    for path in (args.ref, args.hyp):
+        if not Path(path).is_file():
+            raise CLIError(f"{path}: no such file; expected ID<TAB>parse lines")
+    print(json.dumps(score(read_parse_tsv(args.ref), read_parse_tsv(args.hyp)), indent=2))
+
+
+def cmd_parse(args):
+    from stop_slu.data_prep.audio import AudioError, audio_info
+
+    for wav in args.wavs:
+        try:
+            audio_info(wav)
+        except AudioError as e:
+            raise CLIError(f"{wav}: {e}") from None
+    from stop_slu.recipe.stop_inference import SLUParser
+
+    parser = SLUParser.from_folder(args.model_dir, device=args.device)
+    for result in parser.parse_files(args.wavs):
+        print(json.dumps(result), flush=True)
+
+
+def cmd_demo(args):
+    from stop_slu.data_prep.synth import synthesize
+    from stop_slu.recipe import train
+
+    out = Path(args.out)
+    data = out / "mini_stop"
+    model = out / "model"
+    if (data / "manifests" / "test.tsv").is_file():
+        print(f"[1/3] mini-STOP already in {data}")
+    else:
+        print(f"[1/3] synthesising mini-STOP in {data}")
+        synthesize(data, n_train=args.train, n_eval=args.valid, n_test=args.test, seed=args.seed)
+    print(f"[2/3] preparing, training {args.hparams} for up to {args.minutes:g} minutes, testing")
+    scores = train.main([
+        str(hparams_path(args.hparams)), f"--data_folder={data}", f"--output_folder={model}",
+        f"--max_train_minutes={args.minutes}", *args.overrides,
+    ])
+    example = sorted((data / "test_1").rglob("*.wav"))[:1]
+    print(f"[3/3] test EM {scores['em']:.1f}% (EM-Tree {scores['em_tree']:.1f}%, "
+          f"well-formed {scores['valid']:.1f}%) on {scores['n']} utterances whose text was never trained on")
+    print(f"model: {model}   (predictions: {model / 'predictions_test.tsv'}, metrics: {model / 'metrics_test.json'})")
+    if example:
+        print(f"try:   stop-slu parse {model} {example[0]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stop-slu",
+        description="Direct spoken language understanding on STOP (audio -> semantic parse) with SpeechBrain.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="synthesise mini-STOP, train the mini model on CPU, report test EM",
+                       description="The whole pipeline on the built-in mini-STOP: synthesise, prepare, "
+                                   "train hparams/mini.yaml for --minutes, test, print EM and the model folder.")
+    p.add_argument("--out", default="stop_slu_demo", help="output folder (default: %(default)s)")
+    p.add_argument("--minutes", type=float, default=20, help="training time limit in minutes (default: %(default)s)")
+    p.add_argument("--hparams", default="mini", help="config name or path (default: %(default)s)")
+    p.add_argument("--train", type=int, default=3000, help="training utterances (default: %(default)s)")
+    p.add_argument("--valid", type=int, default=150, help="eval utterances per take (default: %(default)s)")
+    p.add_argument("--test", type=int, default=150, help="test utterances per take (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="corpus seed (default: %(default)s)")
+    p.add_argument("overrides", nargs=argparse.REMAINDER, help="extra --key=value overrides for the recipe")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("synth", help="write a mini-STOP corpus in the STOP release layout",
+                       description="Synthesise a STOP-shaped corpus (manifests/*.tsv + 16 kHz wavs) spoken by "
+                                   "eSpeak NG. Text from the built-in grammar, or from TOPv2 files with --text. "
+                                   "Same arguments, same bytes.")
+    p.add_argument("out", help="output folder (becomes the release root holding manifests/)")
+    p.add_argument("--train", type=int, default=3000, help="training utterances (default: %(default)s)")
+    p.add_argument("--valid", type=int, default=150, help="eval utterances, each in two takes (default: %(default)s)")
+    p.add_argument("--test", type=int, default=150, help="test utterances, each in two takes (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--text", help="TOPv2 folder (<domain>_train.tsv, <domain>_eval.tsv) to take text from")
+    p.add_argument("--domains", help="comma-separated domains (default: all eight)")
+    p.add_argument("--workers", type=int, default=None, help="synthesis processes (default: up to 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("prepare", help="STOP release -> SpeechBrain CSVs with a report of skipped rows",
+                       description="Read the release's manifests, check every wav header and target parse, "
+                                   "write SAVE_DIR/{train,eval,test}.csv and SAVE_DIR/prepare_report.json.")
+    p.add_argument("stop_dir", help="the extracted release: the folder holding manifests/ (or its parent)")
+    p.add_argument("save_dir", help="where to write the CSVs and the report")
+    p.add_argument("--splits", default="train,eval,test", help="comma-separated splits (default: %(default)s)")
+    p.add_argument("--domains", help="comma-separated domains to keep (default: all)")
+    p.add_argument("--target", default="decoupled_normalized_seqlogical",
+                   help="manifest column used as the target parse (default: %(default)s)")
+    p.add_argument("--strict", action="store_true", help="fail instead of skipping bad rows")
+    p.add_argument("--force", action="store_true", help="redo even if an identical preparation exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="run the training recipe (same as python recipes/STOP/train.py)",
+                       description="Prepare, train the tokenizer, train and test. HPARAMS is a YAML path or a "
+                                   "name from hparams/ (mini, conformer, branchformer). Overrides: "
+                                   "--data_folder=... --output_folder=... --max_train_minutes=... and any YAML key.")
+    p.add_argument("hparams", help="config path or name")
+    p.add_argument("overrides", nargs=argparse.REMAINDER, help="--key=value overrides")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="EM, EM-Tree and validity of hypotheses against references",
+                       description="REF and HYP are ID<TAB>parse files without header. Prints JSON with "
+                                   "em, em_tree, valid (percentages), n and per-domain scores. A missing or "
+                                   "empty hypothesis counts as wrong.")
+    p.add_argument("ref")
+    p.add_argument("hyp")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("parse", help="parse wav files with a trained model folder",
+                       description="Print one JSON object per file: file, parse, intent, slots.")
+    p.add_argument("model_dir", help="a training output folder")
+    p.add_argument("wavs", nargs="+", help="audio files (any sample rate; stereo is down-mixed)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.set_defaults(func=cmd_parse)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from stop_slu.data_prep.audio import AudioError
+    from stop_slu.data_prep.prepare import PrepareError
+    from stop_slu.recipe.stop_inference import ModelFolderError
+
+    try:
+        args.func(args)
+    except (CLIError, PrepareError, AudioError, ModelFolderError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""The STOP parse format, in one place.
+
+A parse is a bracketed tree such as
+``[IN:GET_WEATHER [SL:LOCATION paris ] [SL:DATE_TIME tomorrow ] ]``.
+Tokens are ``[IN:LABEL`` / ``[SL:LABEL`` (open a node), ``]`` (close one) and
+words. Intents hold slots (and, outside the decoupled form, words); slots hold
+words and nested intents.
+
+Everything that reads or writes parses (data preparation, the tokenizer, the
+metrics, the constrained search, the ``parse`` command) uses this module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_TOKEN_RE = re.compile(r"\[(?:IN|SL):[^\s\[\]]+|\]|[^\s\[\]]+", re.IGNORECASE)
+CLOSE = "]"
+
+
+class ParseError(ValueError):
+    """A string that is not a well-formed parse."""
+
+
+def tokenize(parse: str) -> list[str]:
+    """Split a parse into tokens, tolerating missing spaces (``][SL:X``).
+
+    Label tokens are upper-cased (``[in:x`` -> ``[IN:X``); words are kept.
+    """
+    tokens = _TOKEN_RE.findall(parse)
+    return [t.upper() if is_open(t) else t for t in tokens]
+
+
+def is_open(token: str) -> bool:
+    """True for ``[IN:X`` and ``[SL:X`` tokens."""
+    return token[:4].upper() in ("[IN:", "[SL:")
+
+
+def is_intent(token: str) -> bool:
+    return token[:4].upper() == "[IN:"
+
+
+def is_slot(token: str) -> bool:
+    return token[:4].upper() == "[SL:"
+
+
+def is_structure(token: str) -> bool:
+    """Label or closing bracket: the tokens EM-Tree compares."""
+    return token == CLOSE or is_open(token)
+
+
+def canonical(parse: str) -> str:
+    """The form compared by exact match: labels upper case, words lower case,
+    single spaces. References and hypotheses go through the same function."""
+    return " ".join(t if is_open(t) else t.lower() for t in tokenize(parse))
+
+
+def skeleton(parse: str) -> str:
+    """Labels and brackets only (slot text dropped): the form EM-Tree compares."""
+    return " ".join(t for t in tokenize(canonical(parse)) if is_structure(t))
+
+
+@dataclass
+class Node:
+    """One intent or slot; children are words (str) or nested nodes."""
+
+    label: str  # e.g. "IN:GET_WEATHER" or "SL:LOCATION"
+    children: list = field(default_factory=list)
+
+    @property
+    def is_intent(self) -> bool:
+        return self.label.startswith("IN:")
+
+    def words(self) -> list[str]:
+        """Every word under this node, at any depth, in order."""
+        out = []
+        for child in self.children:
+            out.extend(child.words() if isinstance(child, Node) else [child])
+        return out
+
+    def nodes(self):
+        """This node and every node below it, depth first."""
+        yield self
+        for child in self.children:
+            if isinstance(child, Node):
+                yield from child.nodes()
+
+    def depth(self) -> int:
+        """Number of intent levels from here down (a flat parse has depth 1)."""
+        below = [c.depth() for c in self.children if isinstance(c, Node)]
+        return (1 if self.is_intent else 0) + max(below, default=0)
+
+
+def parse_tree(parse: str) -> Node:
+    """Build the tree of a parse, or raise ParseError saying what is wrong.
+
+    Well-formed means: one root intent spanning the whole string, every
+    bracket closed, slots directly under intents and intents directly under
+    slots, no empty slot.
+    """
+    tokens = tokenize(parse)
+    if not tokens:
+        raise ParseError("empty parse")
+    if not is_intent(tokens[0]):
+        raise ParseError(f"a parse must open with an intent label, not {tokens[0]!r}")
+    stack: list[Node] = []
+    root = None
+    for position, token in enumerate(tokens):
+        if root is not None:
+            raise ParseError(f"text after the root closed at token {position}: {token!r}")
+        if is_open(token):
+            node = Node(token[1:])
+            if stack:
+                parent = stack[-1]
+                if parent.is_intent == node.is_intent:
+                    kind = "an intent" if node.is_intent else "a slot"
+                    raise ParseError(f"{kind} cannot sit directly inside {parent.label}")
+                parent.children.append(node)
+            stack.append(node)
+        elif token == CLOSE:
+            if not stack:
+                raise ParseError(f"']' at token {position} closes nothing")
+            node = stack.pop()
+            if not node.is_intent and not node.children:
+                raise ParseError(f"empty slot {node.label}")
+            if not stack:
+                root = node
+        else:
+            if not stack:
+                raise ParseError(f"word {token!r} outside any node")
+            stack[-1].children.append(token)
+    if stack:
+        raise ParseError(f"{len(stack)} node(s) left open: {', '.join(n.label for n in stack)}")
+    return root
+
+
+def is_valid(parse: str) -> bool:
+    try:
+        parse_tree(parse)
+    except ParseError:
+        return False
+    return True
+
+
+def to_string(node: Node) -> str:
+    parts = ["[" + node.label]
+    for child in node.children:
+        parts.append(to_string(child) if isinstance(child, Node) else child)
+    parts.append(CLOSE)
+    return " ".join(parts)
+
+
+def decouple(parse: str) -> str:
+    """The decoupled form: drop words that sit directly under an intent.
+
+    ``[IN:CREATE_ALARM set an alarm [SL:DATE_TIME for six ] ]`` becomes
+    ``[IN:CREATE_ALARM [SL:DATE_TIME for six ] ]``.
+    """
+
+    def strip(node: Node) -> Node:
+        kept = [
+            strip(c) if isinstance(c, Node) else c
+            for c in node.children
+            if isinstance(c, Node) or not node.is_intent
+        ]
+        return Node(node.label, kept)
+
+    return to_string(strip(parse_tree(parse)))
+
+
+def root_intent(parse: str) -> str | None:
+    """``IN:LABEL`` of the root, or None for an unreadable parse."""
+    tokens = tokenize(parse)
+    return tokens[0][1:] if tokens and is_intent(tokens[0]) else None
+
+
+def slots(parse: str) -> list[tuple[str, str]]:
+    """(label, text) for every slot at every depth; text is all words below
+    the slot, lower-cased. Empty for an unreadable parse."""
+    try:
+        root = parse_tree(canonical(parse))
+    except ParseError:
+        return []
+    return [(n.label, " ".join(n.words())) for n in root.nodes() if not n.is_intent]
+
+
+def labels(parse: str) -> set[str]:
+    """The label tokens (``[IN:X``, ``[SL:Y``) a parse uses."""
+    return {t for t in tokenize(parse) if is_open(t)}
+
+
+def tree_view(parse: str) -> str:
+    """An indented, human-readable view of a parse."""
+    lines = []
+
+    def walk(node: Node, depth: int):
+        words = [c for c in node.children if not isinstance(c, Node)]
+        lines.append("  " * depth + node.label + (": " + " ".join(words) if words else ""))
+        for child in node.children:
+            if isinstance(child, Node):
+                walk(child, depth + 1)
+
+    walk(parse_tree(parse), 0)
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------
+# Text normalisation (STOP's ``normalized_*`` columns): lower case, numbers in
+# words, no punctuation. Used to derive those columns from raw text.
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve "
+    "thirteen fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORDINAL = {
+    "one": "first", "two": "second", "three": "third", "five": "fifth",
+    "eight": "eighth", "nine": "ninth", "twelve": "twelfth",
+}
+
+
+def number_to_words(n: int) -> str:
+    """Cardinal number in words, 0 <= n < 10**9."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    for size, name in ((10**6, "million"), (1000, "thousand"), (100, "hundred")):
+        if n >= size:
+            head = number_to_words(n // size) + " " + name
+            return head if n % size == 0 else head + " " + number_to_words(n % size)
+    raise AssertionError(n)
+
+
+def ordinal_words(n: int) -> str:
+    words = number_to_words(n).split()
+    last = words[-1]
+    if last in _ORDINAL:
+        words[-1] = _ORDINAL[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return " ".join(words)
+
+
+_NUMBER_PIECE_RE = re.compile(r"(\d+)(st|nd|rd|th)?|([a-z']+)")
+_LETTER_ABBREVIATIONS = {"am": "a m", "pm": "p m"}
+
+
+def normalize_word(word: str) -> str:
+    """One raw word -> zero or more normalised words (space separated)."""
+    word = word.lower().replace(":00", " o'clock").replace("%", " percent ").replace("&", " and ")
+    out = []
+    for chunk in re.split(r"[^a-z0-9']+", word):
+        pieces = _NUMBER_PIECE_RE.findall(chunk)
+        has_digits = any(d for d, _, _ in pieces)
+        for digits, suffix, letters in pieces:
+            if digits:
+                n = int(digits) if len(digits) <= 9 else None
+                if n is None:
+                    out.extend(number_to_words(int(d)) for d in digits)
+                else:
+                    out.append(ordinal_words(n) if suffix else number_to_words(n))
+            else:
+                letters = letters.strip("'")
+                if letters:
+                    out.append(_LETTER_ABBREVIATIONS.get(letters, letters) if has_digits else letters)
+    return " ".join(out)
+
+
+def normalize_text(text: str) -> str:
+    """A raw utterance in STOP's normalised form."""
+    return " ".join(w for w in (normalize_word(w) for w in text.split()) if w)
+
+
+def normalize_parse(parse: str) -> str:
+    """Normalise every word of a parse; labels and brackets are kept."""
+    out = []
+    for token in tokenize(parse):
+        if is_structure(token):
+            out.append(token)
+        else:
+            word = normalize_word(token)
+            if word:
+                out.append(word)
+    return " ".join(out)

@@ -1,0 +1,1 @@
+"""SentencePiece for STOP parses, with intent/slot labels as single pieces."""
