@@ -20,8 +20,9 @@ utterance is the parse's words, plus a ``?`` (not in the parse, as in TOPv2)
 after questions.
 
 ``generate(n, seed)`` samples domain (uniform), intent (weighted), template
-(uniform) and every choice inside with one ``random.Random(seed)``, keeping
-the first example of each distinct utterance. ``stats()`` enumerates the
+(uniform) and every choice inside with one ``random.Random(seed)``; a
+duplicate utterance is redrawn within the same domain, so domains stay
+balanced. ``stats()`` enumerates the
 grammar to describe its coverage.
 """
 
@@ -73,10 +74,6 @@ def spell_ordinal(n: int) -> str:
     return _TENS[n // 10] + " " + _ORD_ONES[n % 10]
 
 
-def _words(text: str) -> list[str]:
-    return text.split()
-
-
 # ----------------------------------------------------------------------------
 # Symbols: name -> alternatives. An alternative is a template fragment.
 
@@ -88,7 +85,6 @@ SYMBOLS: dict[str, list[str]] = {
     "ask": ["", "", "", "", "hey", "tell me", "can you tell me", "do you know", "i want to know",
             "i'd like to know", "let me know"],
     "want": ["i want to", "i'd like to", "i need to", "let me", "i wanna"],
-    "my": ["my", "the"],
 
     # --- numbers -----------------------------------------------------------
     "hour": [spell(h) for h in range(1, 13)],
@@ -123,6 +119,8 @@ SYMBOLS: dict[str, list[str]] = {
              "at <clock> on <weekday>", "in <n_small> hours", "in <n_min> minutes"],
     "new_when": ["<day_rel>", "<weekday>", "next <weekday>", "<clock>", "<weekday> at <clock>",
                  "<month> <ordinal_day>", "tomorrow at <clock>", "<clock> <day_only>", "the <ordinal_day>"],
+    "past_span": ["today", "yesterday", "this morning", "last night", "last <weekday>", "on <weekday>",
+                  "this week", "last week", "earlier today", "<weekday> <part_of_day>", "an hour ago"],
     "span": ["<day_rel>", "this week", "next week", "this month", "next month", "in <month>",
              "on <weekday>", "this <weekday>", "next <weekday>", "on <month> <ordinal_day>",
              "<weekday> <part_of_day>", "tonight", "this weekend", "over the weekend"],
@@ -179,7 +177,7 @@ SYMBOLS: dict[str, list[str]] = {
                   "helen's", "alice's", "oscar's", "victor's", "julia's", "anna's", "paul's", "kate's"],
     "relation_poss": ["mom's", "dad's", "sister's", "brother's", "grandma's", "grandpa's", "aunt's",
                       "uncle's", "cousin's", "boss's", "best friend's", "girlfriend's", "boyfriend's",
-                      "neighbor's", "son's", "daughter's", "parents'"],
+                      "neighbor's", "son's", "daughter's", "niece's"],
     # A contact that may be a nested GET_CONTACT (messaging, reminder, event, navigation).
     "contact": ["<person>", "<person>", "<person>", "<person>",
                 "[IN:GET_CONTACT [SL:CONTACT_RELATED my ] [SL:TYPE_RELATION <relation> ] ]",
@@ -281,7 +279,7 @@ SYMBOLS: dict[str, list[str]] = {
     ],
     "contact_org": ["[IN:GET_CONTACT [SL:CONTACT_RELATED my ] [SL:TYPE_RELATION <relation_poss> ] ]"],
     # DESTINATION / SOURCE / WAYPOINT fillers (navigation).
-    "dest": ["<city>", "<city>", "<city>", "downtown", "<get_location>", "<get_location>", "<loc_home>",
+    "dest": ["<city>", "<city>", "<dest_plain>", "downtown", "<get_location>", "<get_location>", "<loc_home>",
              "<loc_home>", "<loc_work>", "<loc_school>", "<event_place>", "<event_place>"],
     "dest_plain": ["<city>", "<city>", "downtown", "the airport", "the city", "the beach", "the coast",
                    "the mountains", "the lake", "midtown", "uptown", "the suburbs"],
@@ -291,8 +289,11 @@ SYMBOLS: dict[str, list[str]] = {
                  "<loc_school>"],
     "path": ["<road>", "<road>", "<road>", "[IN:GET_LOCATION [SL:POINT_ON_MAP <landmark> ] ]"],
     "path_avoid": ["[IN:GET_LOCATION [SL:CATEGORY_LOCATION <road_category> ] ]", "<road>"],
-    "traffic_loc": ["<city>", "<city>", "<road>", "downtown", "[IN:GET_LOCATION [SL:SEARCH_RADIUS <search_radius> ] [SL:LOCATION_USER <location_user> ] ]",
-                    "[IN:GET_LOCATION [SL:SEARCH_RADIUS <search_radius> ] [SL:POINT_ON_MAP <landmark> ] ]"],
+    # a whole LOCATION slot with its preposition (traffic questions)
+    "traffic_loc": ["in [SL:LOCATION <city> ]", "in [SL:LOCATION <city> ]", "on [SL:LOCATION <road> ]",
+                    "on [SL:LOCATION <road> ]", "[SL:LOCATION downtown ]",
+                    "[SL:LOCATION [IN:GET_LOCATION [SL:SEARCH_RADIUS <search_radius> ] [SL:LOCATION_USER <location_user> ] ] ]",
+                    "[SL:LOCATION [IN:GET_LOCATION [SL:SEARCH_RADIUS <search_radius> ] [SL:POINT_ON_MAP <landmark> ] ] ]"],
 
     # --- events ------------------------------------------------------------
     "event_many": ["concerts", "festivals", "farmers markets", "art shows", "comedy shows", "yoga classes",
@@ -455,7 +456,7 @@ SYMBOLS: dict[str, list[str]] = {
     "temp_unit": ["celsius", "fahrenheit", "degrees celsius", "degrees fahrenheit", "kelvin"],
     "weather_loc": ["<city>", "<city>", "<city>", "<city>",
                     "[IN:GET_LOCATION [SL:LOCATION_USER my area ] ]",
-                    "[IN:GET_LOCATION [SL:SEARCH_RADIUS <search_radius> ] [SL:LOCATION_USER <location_user> ] ]",
+                    "[IN:GET_LOCATION [SL:LOCATION_USER (my area|my neighborhood|my town) ] ]",
                     "[IN:GET_LOCATION [SL:POINT_ON_MAP <landmark> ] ]"],
 
     # --- timers ------------------------------------------------------------
@@ -758,19 +759,20 @@ INTENTS: dict[str, list[tuple[str, float, list[str]]]] = {
             "<pls> send a message to the [SL:GROUP <group> ] group (saying|) [SL:CONTENT_EXACT <content> ]",
             "<pls> (message|text) the [SL:GROUP <group> ] (group|chat) [SL:CONTENT_EXACT <content> ]",
             "<pls> send [SL:RECIPIENT <contact> ] (a|the) [SL:TYPE_CONTENT <type_content> ] on [SL:RESOURCE <resource> ]",
-            "i want to (text|message) [SL:RECIPIENT <contact> ]",
+            "<want> (text|message) [SL:RECIPIENT <contact> ]",
+            "<want> send a <message_word> to [SL:RECIPIENT <contact> ] (saying|) [SL:CONTENT_EXACT <content> ]",
             "<pls> reply to [SL:RECIPIENT <contact> ] (and say|saying) [SL:CONTENT_EXACT <content> ]",
         ]),
         ("GET_MESSAGE", 2.5, [
             "<pls> (read|show me|play) my [SL:TAG_MESSAGE <tag_message> ] messages",
             "do i have any [SL:TAG_MESSAGE <tag_message> ] messages (from [SL:SENDER <contact> ]|)",
-            "did [SL:SENDER <contact> ] (text|message) [SL:RECIPIENT me ] [SL:DATE_TIME <span> ]",
+            "did [SL:SENDER <contact> ] (text|message) [SL:RECIPIENT me ] [SL:DATE_TIME <past_span> ]",
             "<pls> (read|show me) [SL:AMOUNT all ] (messages|texts) from [SL:SENDER <contact> ]",
             "<pls> read the [SL:ORDINAL (last|latest|first) ] message from [SL:SENDER <contact> ]",
             "<pls> show me the messages from the [SL:GROUP <group> ] group",
-            "what did [SL:SENDER <contact> ] (say|send me) [SL:DATE_TIME <span> ]",
+            "what did [SL:SENDER <contact> ] (say|send me) [SL:DATE_TIME <past_span> ]",
             "<pls> check my [SL:RESOURCE <resource> ] messages",
-            "any (new|) (messages|texts) from [SL:SENDER <contact> ] [SL:DATE_TIME <span> ]",
+            "any (new|) (messages|texts) from [SL:SENDER <contact> ] [SL:DATE_TIME <past_span> ]",
         ]),
         ("REACT_MESSAGE", 2, [
             "<pls> [SL:TYPE_REACTION <reaction> ] the [SL:ORDINAL (last|latest) ] message from [SL:RECIPIENT <contact> ]",
@@ -896,18 +898,19 @@ INTENTS: dict[str, list[tuple[str, float, list[str]]]] = {
     ],
     "navigation": [
         ("GET_INFO_TRAFFIC", 4, [
-            "<ask> how's the traffic (on|near|in) [SL:LOCATION <traffic_loc> ] [SL:DATE_TIME <travel_when> ]",
+            "<ask> how's the traffic <traffic_loc> [SL:DATE_TIME <travel_when> ]",
             "<ask> is there (any|) traffic on [SL:PATH <path> ] [SL:DATE_TIME <travel_when> ]",
             "<ask> how is traffic (heading|going) to [SL:DESTINATION <dest> ]",
             "<ask> what's the traffic like from [SL:SOURCE <source> ] to [SL:DESTINATION <dest> ]",
             "are there any (accidents|delays|backups) on [SL:PATH <path> ]",
-            "is traffic (bad|heavy|slow|moving) [SL:LOCATION <traffic_loc> ] [SL:DATE_TIME <travel_when> ]",
+            "is traffic (bad|heavy|slow|moving) <traffic_loc> [SL:DATE_TIME <travel_when> ]",
             "<pls> check the traffic (on the way|) to [SL:DESTINATION <dest> ]",
             "will there be traffic if i [SL:METHOD_TRAVEL drive ] to [SL:DESTINATION <dest> ] [SL:DATE_TIME <travel_when> ]",
-            "traffic (report|update) for [SL:LOCATION <traffic_loc> ]",
+            "traffic (report|update) <traffic_loc>",
         ]),
         ("GET_ESTIMATED_DURATION", 3, [
             "how long (will it|does it) take to (get|go) to [SL:DESTINATION <dest> ]",
+            "how long (will it|does it) take to get to [SL:DESTINATION <dest> ] (through|via|by way of) [SL:WAYPOINT <waypoint> ]",
             "how long (will it|does it) take to [SL:METHOD_TRAVEL <method_travel> ] to [SL:DESTINATION <dest> ] (from [SL:SOURCE <source> ]|)",
             "how long (is the drive|is the trip|is the ride) from [SL:SOURCE <source> ] to [SL:DESTINATION <dest> ]",
             "how long will it take me to get to [SL:DESTINATION <dest> ] if i leave [SL:DATE_TIME_DEPARTURE <travel_when> ]",
@@ -927,6 +930,7 @@ INTENTS: dict[str, list[tuple[str, float, list[str]]]] = {
         ]),
         ("GET_DISTANCE", 2, [
             "how far is [SL:DESTINATION <dest> ] (from [SL:SOURCE <source> ]|)",
+            "how far is it to [SL:DESTINATION <dest> ] if i stop (at|by) [SL:WAYPOINT <waypoint> ] (on the way|first)",
             "how many [SL:UNIT_DISTANCE <unit_distance> ] (is it|) from [SL:SOURCE <source> ] to [SL:DESTINATION <dest> ]",
             "<ask> how far (away|) [SL:DESTINATION <dest> ] is",
             "what's the distance (between|from) [SL:SOURCE <source> ] (and|to) [SL:DESTINATION <dest> ]",
@@ -1080,21 +1084,25 @@ def generate(n: int, seed: int) -> list[Example]:
     rng = random.Random(seed)
     seen: set[str] = set()
     out: list[Example] = []
-    misses, max_misses = 0, 20_000
+    misses, max_misses = 0, 2_000
     while len(out) < n:
+        # The domain is drawn once per example and kept while retrying a
+        # duplicate, so domains stay balanced even where short templates run dry.
         domain = DOMAINS[rng.randrange(len(DOMAINS))]
         labels, cum, templates = _TABLES[domain]
-        i = _bisect(cum, rng.random() * cum[-1])
-        ex = _example(domain, labels[i], rng.choice(templates[i]), rng)
-        key = ex.utterance.rstrip("?")
-        if key in seen:
+        for _ in range(50):
+            i = _bisect(cum, rng.random() * cum[-1])
+            ex = _example(domain, labels[i], rng.choice(templates[i]), rng)
+            key = ex.utterance.rstrip("?")
+            if key not in seen:
+                seen.add(key)
+                out.append(ex)
+                misses = 0
+                break
+        else:
             misses += 1
             if misses > max_misses:
                 raise ValueError(f"could only produce {len(out)} distinct examples, {n} asked")
-            continue
-        misses = 0
-        seen.add(key)
-        out.append(ex)
     return out
 
 

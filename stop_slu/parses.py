@@ -119,16 +119,12 @@ def parse_tree(parse: str) -> Node:
                 parent.children.append(node)
             stack.append(node)
         elif token == CLOSE:
-            if not stack:
-                raise ParseError(f"']' at token {position} closes nothing")
             node = stack.pop()
             if not node.is_intent and not node.children:
                 raise ParseError(f"empty slot {node.label}")
             if not stack:
                 root = node
         else:
-            if not stack:
-                raise ParseError(f"word {token!r} outside any node")
             stack[-1].children.append(token)
     if stack:
         raise ParseError(f"{len(stack)} node(s) left open: {', '.join(n.label for n in stack)}")

@@ -1,0 +1,63 @@
+"""Shared fixtures: a small mini-STOP synthesised once per test session, its
+prepared CSVs, and a tiny model trained through the real recipe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TOPV2 = REPO.parent / "shared" / "topv2"
+
+# A model small enough to train a few steps in seconds on 2 CPU cores.
+TINY = [
+    "--d_model=32", "--nhead=2", "--d_ffn=64", "--num_encoder_layers=1",
+    "--num_decoder_layers=1", "--vocab_size=1000", "--test_beam_size=2",
+    "--max_decode_ratio=0.3", "--avg_checkpoints=2",
+]
+
+
+def run_cli(*args, check=True, timeout=900, env=None):
+    """Run ``stop-slu ARGS`` as a real subprocess; returns CompletedProcess."""
+    result = subprocess.run(
+        [sys.executable, "-m", "stop_slu.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"stop-slu {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def mini_release(tmp_path_factory):
+    """A mini-STOP release: 80 train, 8+8 eval, 8+8 test utterances."""
+    from stop_slu.data_prep.synth import synthesize
+
+    out = tmp_path_factory.mktemp("mini_stop")
+    synthesize(out, n_train=80, n_eval=8, n_test=8, seed=3, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared(mini_release, tmp_path_factory):
+    from stop_slu.data_prep.prepare import prepare
+
+    save = tmp_path_factory.mktemp("prepared")
+    report = prepare(mini_release, save, progress=False)
+    return save, report
+
+
+@pytest.fixture(scope="session")
+def trained(mini_release, tmp_path_factory):
+    """(output folder, CompletedProcess) of a tiny model trained via the CLI."""
+    out = tmp_path_factory.mktemp("trained")
+    result = run_cli(
+        "train", "mini", f"--data_folder={mini_release}", f"--output_folder={out}",
+        "--number_of_epochs=3", *TINY,
+    )
+    return out, result
