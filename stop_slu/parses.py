@@ -165,6 +165,14 @@ def decouple(parse: str) -> str:
     return to_string(strip(parse_tree(parse)))
 
 
+def decouple_if_valid(parse: str) -> str:
+    """``decouple`` for a well-formed parse; anything else is returned as is."""
+    try:
+        return decouple(parse)
+    except ParseError:
+        return parse
+
+
 def root_intent(parse: str) -> str | None:
     """``IN:LABEL`` of the root, or None for an unreadable parse."""
     tokens = tokenize(parse)

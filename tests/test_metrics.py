@@ -26,6 +26,10 @@ def test_exact_match_tree_match_and_validity():
     assert result["em"] == 25.0
     assert result["em_tree"] == 50.0
     assert result["valid"] == 50.0
+    assert result["intent_acc"] == 75.0  # the missing hypothesis has no intent
+    # slots: 3 in the references; 2 in readable hypotheses (the malformed one has none), 1 right
+    assert (result["slot_precision"], result["slot_recall"]) == (50.0, 33.33)
+    assert result["slot_f1"] == 40.0
     assert result["per_domain"]["alarm"] == {"em": 50.0, "em_tree": 50.0, "n": 2}
     assert result["per_domain"]["weather"] == {"em": 0.0, "em_tree": 50.0, "n": 2}
 

@@ -1,6 +1,6 @@
 """Loading trained weights for testing and inference: the best checkpoint's
 state (normaliser statistics included), then the model weights averaged over
-the ``avg_checkpoints`` best checkpoints by validation EM."""
+the ``avg_checkpoints`` best checkpoints by validation token accuracy."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from speechbrain.utils.checkpoints import average_checkpoints
 logger = logging.getLogger(__name__)
 
 
-def load_averaged_model(hparams: dict, max_key: str | None = "EM", min_key: str | None = None, device="cpu"):
+def load_averaged_model(hparams: dict, max_key: str | None = "ACC", min_key: str | None = None, device="cpu"):
     """Recover the best checkpoint and average the model over the best few.
 
     Falls back to the latest checkpoint when none carries ``max_key``/``min_key``.

@@ -63,7 +63,7 @@ class SLUParser:
         tokenizer_dir = Path(hparams["tokenizer_folder"])
         if not (tokenizer_dir / "tokenizer.model").is_file():
             raise ModelFolderError(f"{tokenizer_dir}: tokenizer missing; the model folder is incomplete")
-        if not load_averaged_model(hparams, max_key="EM", device=device):
+        if not load_averaged_model(hparams, max_key="ACC", device=device):
             raise ModelFolderError(f"{hparams['save_folder']}: no checkpoint; training has not saved a model yet")
         return cls(hparams, ParseTokenizer(tokenizer_dir), device)
 
@@ -77,7 +77,10 @@ class SLUParser:
         src = hp["CNN"](feats)
         enc_out = hp["Transformer"].encode(src, wav_lens, pad_idx=hp["pad_index"])
         hyps, _, _, _ = hp["test_search"](enc_out, wav_lens)
-        return [self.tokenizer.decode(h) for h in hyps]
+        texts = [self.tokenizer.decode(h) for h in hyps]
+        if hp["decouple_output"]:
+            texts = [parses.decouple_if_valid(t) for t in texts]
+        return texts
 
     def parse_files(self, paths, batch_size: int = 8) -> list[dict]:
         """One dict per file: file, parse, intent, slots."""

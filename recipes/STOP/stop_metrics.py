@@ -1,4 +1,5 @@
-"""STOP metrics: exact match (EM), EM-Tree, well-formedness, per domain.
+"""STOP metrics: exact match (EM), EM-Tree, well-formedness, root-intent
+accuracy, slot precision/recall/F1 (label + text, every depth), per domain.
 
 EM compares the whitespace-tokenised parses after case folding (labels upper,
 words lower), with ``[IN:X`` / ``[SL:Y`` and ``]`` as tokens; EM-Tree compares
@@ -8,6 +9,7 @@ only the labels and brackets. A missing or empty hypothesis counts as wrong.
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 from stop_slu import parses
@@ -25,7 +27,8 @@ def score(refs: dict, hyps: dict, domains: dict | None = None) -> dict:
     (ID -> domain) defaults to the domain read from STOP-style IDs.
     """
     n = len(refs)
-    em = em_tree = valid = 0
+    em = em_tree = valid = intent_ok = 0
+    slot_tp = slot_hyp = slot_ref = 0
     per_domain: dict[str, list[int]] = {}
     for uid, ref in refs.items():
         hyp = hyps.get(uid, "") or ""
@@ -35,6 +38,11 @@ def score(refs: dict, hyps: dict, domains: dict | None = None) -> dict:
         em += ok_em
         em_tree += ok_tree
         valid += ok_valid
+        intent_ok += parses.root_intent(hyp) is not None and parses.root_intent(hyp) == parses.root_intent(ref)
+        hyp_slots, ref_slots = Counter(parses.slots(hyp)), Counter(parses.slots(ref))
+        slot_tp += sum((hyp_slots & ref_slots).values())
+        slot_hyp += sum(hyp_slots.values())
+        slot_ref += sum(ref_slots.values())
         domain = (domains or {}).get(uid) or domain_of(uid)
         if domain:
             counts = per_domain.setdefault(domain, [0, 0, 0])
@@ -46,6 +54,10 @@ def score(refs: dict, hyps: dict, domains: dict | None = None) -> dict:
         "em_tree": _pct(em_tree, n),
         "valid": _pct(valid, n),
         "n": n,
+        "intent_acc": _pct(intent_ok, n),
+        "slot_precision": _pct(slot_tp, slot_hyp),
+        "slot_recall": _pct(slot_tp, slot_ref),
+        "slot_f1": round(2 * slot_tp / (slot_hyp + slot_ref) * 100, 2) if slot_hyp + slot_ref else 0.0,
         "per_domain": {
             d: {"em": _pct(c[0], c[2]), "em_tree": _pct(c[1], c[2]), "n": c[2]}
             for d, c in sorted(per_domain.items())

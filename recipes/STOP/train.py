@@ -66,11 +66,20 @@ class SLU(sb.core.Brain):
         p_seq = self.hparams.log_softmax(self.modules.seq_lin(dec_out))
 
         hyps = None
-        if stage == sb.Stage.VALID:
+        if stage == sb.Stage.VALID and self._search_this_epoch():
             hyps, _, _, _ = self.hparams.valid_search(enc_out.detach(), wav_lens)
         elif stage == sb.Stage.TEST:
             hyps, _, _, _ = self.hparams.test_search(enc_out.detach(), wav_lens)
         return p_ctc, p_seq, wav_lens, hyps
+
+    def _search_this_epoch(self) -> bool:
+        """Decode the valid set every ``valid_search_interval`` epochs and on the last."""
+        epoch = self.hparams.epoch_counter.current
+        return (
+            epoch % self.hparams.valid_search_interval == 0
+            or epoch == self.hparams.epoch_counter.limit
+            or getattr(self, "_time_is_up", False)
+        )
 
     def _replicate(self, labels):
         """Repeat labels the way the augmenters repeated the audio (if they did)."""
@@ -98,7 +107,10 @@ class SLU(sb.core.Brain):
             self.acc_metric.append(p_seq, tokens_eos, tokens_eos_lens)
             if hyps is not None:
                 for uid, hyp, ref, domain in zip(batch.id, hyps, batch.semantics, batch.domain):
-                    self.decoded.append((uid, self.tokenizer.decode(hyp), ref, domain))
+                    hyp, ref = self.tokenizer.decode(hyp), ref
+                    if self.hparams.decouple_output:
+                        hyp, ref = parses.decouple_if_valid(hyp), parses.decouple(ref)
+                    self.decoded.append((uid, hyp, ref, domain))
         return loss
 
     # -- training-time limit ----------------------------------------------
@@ -136,10 +148,11 @@ class SLU(sb.core.Brain):
             self.train_stats = stats
             return
         stats["ACC"] = self.acc_metric.summarize()
-        refs = {uid: ref for uid, _, ref, _ in self.decoded}
-        hyps = {uid: hyp for uid, hyp, _, _ in self.decoded}
-        scores = stop_metrics.score(refs, hyps, {uid: d for uid, _, _, d in self.decoded})
-        stats.update(EM=scores["em"], EM_tree=scores["em_tree"], valid=scores["valid"])
+        if self.decoded:
+            refs = {uid: ref for uid, _, ref, _ in self.decoded}
+            hyps = {uid: hyp for uid, hyp, _, _ in self.decoded}
+            scores = stop_metrics.score(refs, hyps, {uid: d for uid, _, _, d in self.decoded})
+            stats.update(EM=scores["em"], EM_tree=scores["em_tree"], valid=scores["valid"])
 
         if stage == sb.Stage.VALID:
             lr = self.hparams.noam_annealing.current_lr
@@ -149,8 +162,8 @@ class SLU(sb.core.Brain):
                 valid_stats=stats,
             )
             self.checkpointer.save_and_keep_only(
-                meta={"EM": stats["EM"], "ACC": stats["ACC"], "epoch": epoch},
-                max_keys=["EM"],
+                meta={"ACC": stats["ACC"], "epoch": epoch, **({"EM": stats["EM"]} if "EM" in stats else {})},
+                max_keys=["ACC"],
                 num_to_keep=self.hparams.keep_checkpoints,
             )
         elif stage == sb.Stage.TEST:
@@ -165,7 +178,7 @@ class SLU(sb.core.Brain):
             self.test_scores = scores
 
     def on_evaluate_start(self, max_key=None, min_key=None):
-        """Load the average of the best checkpoints (by valid EM)."""
+        """Load the average of the best checkpoints (by valid token accuracy)."""
         load_averaged_model(vars(self.hparams), max_key=max_key, min_key=min_key, device=self.device)
 
 
@@ -291,7 +304,7 @@ def main(argv=None) -> dict:
         train_loader_kwargs=train_loader_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
-    brain.evaluate(test_data, max_key="EM", test_loader_kwargs=hparams["test_dataloader_opts"])
+    brain.evaluate(test_data, max_key="ACC", test_loader_kwargs=hparams["test_dataloader_opts"])
     return brain.test_scores
 
 
