@@ -35,11 +35,9 @@ def run_cli(*args, check=True, timeout=900, env=None):
 
 @pytest.fixture(scope="session")
 def mini_release(tmp_path_factory):
-    """A mini-STOP release: 80 train, 8+8 eval, 8+8 test utterances."""
-    from stop_slu.data_prep.synth import synthesize
-
+    """A mini-STOP release made by the CLI: 80 train, 8+8 eval, 8+8 test utterances."""
     out = tmp_path_factory.mktemp("mini_stop")
-    synthesize(out, n_train=80, n_eval=8, n_test=8, seed=3, progress=False)
+    run_cli("synth", out, "--train", 80, "--valid", 8, "--test", 8, "--seed", 3, "--quiet")
     return out
 
 

@@ -17,6 +17,7 @@ Any YAML key can be overridden on the command line (``--number_of_epochs=5``,
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import shutil
@@ -39,6 +40,7 @@ from stop_slu.recipe.stop_inference import RECIPE_COPY, RECIPE_OVERRIDES
 from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
+
 
 class SLU(sb.core.Brain):
     """Speech -> parse with a conformer encoder, transformer decoder and CTC."""
@@ -107,7 +109,7 @@ class SLU(sb.core.Brain):
             self.acc_metric.append(p_seq, tokens_eos, tokens_eos_lens)
             if hyps is not None:
                 for uid, hyp, ref, domain in zip(batch.id, hyps, batch.semantics, batch.domain):
-                    hyp, ref = self.tokenizer.decode(hyp), ref
+                    hyp = self.tokenizer.decode(hyp)
                     if self.hparams.decouple_output:
                         hyp, ref = parses.decouple_if_valid(hyp), parses.decouple(ref)
                     self.decoded.append((uid, hyp, ref, domain))
@@ -243,8 +245,6 @@ def prepare_data(hparams):
 
 def build_tokenizer(hparams) -> ParseTokenizer:
     """Train (or reuse) the tokenizer on the training CSV's targets."""
-    import csv
-
     with open(Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv", encoding="utf-8") as f:
         targets = [row["semantics"] for row in csv.DictReader(f)]
     return train_tokenizer(
@@ -262,7 +262,7 @@ def _save_recipe(hparams_file: str, overrides: dict, output_folder: Path):
 def main(argv=None) -> dict:
     """Run the whole recipe; returns the test metrics."""
     hparams_file, run_opts, overrides_text = sb.parse_arguments(argv if argv is not None else sys.argv[1:])
-    overrides = yaml.safe_load(overrides_text) or {} if overrides_text else {}
+    overrides = (yaml.safe_load(overrides_text) if overrides_text else None) or {}
     sb.utils.distributed.ddp_init_group(run_opts)
 
     with open(hparams_file, encoding="utf-8") as f:
