@@ -86,3 +86,10 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, mini_release):
 
     bad_target = run_cli("prepare", mini_release, tmp_path / "out", "--target", "nope", check=False)
     assert bad_target.returncode != 0 and "nope" in bad_target.stderr and "Traceback" not in bad_target.stderr
+
+
+def test_same_release_same_csv_bytes(mini_release, tmp_path):
+    prepare(mini_release, tmp_path / "a", progress=False)
+    prepare(mini_release, tmp_path / "b", progress=False)
+    for split in ("train", "eval", "test"):
+        assert (tmp_path / "a" / f"{split}.csv").read_bytes() == (tmp_path / "b" / f"{split}.csv").read_bytes()

@@ -41,3 +41,10 @@ def test_reused_when_unchanged_retrained_when_changed(prepared, tmp_path):
     tok = train_tokenizer(changed, folder, vocab_size=150)
     assert BOUNDARY + "[IN:BRAND_NEW_INTENT" in tok.pieces()
     assert tok.decode(tok.encode(changed[-1])) == changed[-1]
+
+
+def test_same_targets_same_model_bytes(prepared, tmp_path):
+    targets = train_targets(prepared)
+    a = train_tokenizer(targets, tmp_path / "a", vocab_size=150)
+    b = train_tokenizer(targets, tmp_path / "b", vocab_size=150)
+    assert (a.folder / "tokenizer.model").read_bytes() == (b.folder / "tokenizer.model").read_bytes()

@@ -12,6 +12,7 @@ set or option retrains the model, the same one reuses it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from pathlib import Path
@@ -101,12 +102,11 @@ def train_tokenizer(
         logger.info("Training targets changed: retraining the tokenizer in %s", folder)
 
     folder.mkdir(parents=True, exist_ok=True)
-    corpus = folder / "train_targets.txt"
-    corpus.write_text("\n".join(targets) + "\n", encoding="utf-8")
     symbols = [BOUNDARY + label for label in labels] + [BOUNDARY + parses.CLOSE]
+    model = io.BytesIO()  # in memory: no file paths end up inside the model
     spm.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(folder / "tokenizer.tmp"),
+        sentence_iterator=iter(targets),
+        model_writer=model,
         vocab_size=int(vocab_size),
         model_type=model_type,
         user_defined_symbols=symbols,
@@ -118,8 +118,9 @@ def train_tokenizer(
         shuffle_input_sentence=False,
         minloglevel=2,
     )
-    (folder / "tokenizer.tmp.model").replace(folder / MODEL_NAME)
-    (folder / "tokenizer.tmp.vocab").replace(folder / "tokenizer.vocab")
+    tmp = folder / (MODEL_NAME + ".tmp")
+    tmp.write_bytes(model.getvalue())
+    tmp.replace(folder / MODEL_NAME)
     meta = {"fingerprint": fingerprint, "labels": labels, "n_targets": len(targets), **options}
     tokenizer = ParseTokenizer.__new__(ParseTokenizer)
     tokenizer.folder, tokenizer.meta = folder, meta
