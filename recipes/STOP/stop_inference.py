@@ -26,6 +26,13 @@ class ModelFolderError(ValueError):
     """A folder that is not a trained model; the message says what is missing."""
 
 
+def output_parse(tokenizer: ParseTokenizer, token_ids, decouple: bool) -> str:
+    """The parse a model emits, in the form users get and metrics score:
+    decoupled when the model learnt full parses (``decouple_output``)."""
+    text = tokenizer.decode(token_ids)
+    return parses.decouple_if_valid(text) if decouple else text
+
+
 def describe(parse: str) -> dict:
     """Root intent and slots of a parse, for JSON output."""
     intent = parses.root_intent(parse)
@@ -77,10 +84,7 @@ class SLUParser:
         src = hp["CNN"](feats)
         enc_out = hp["Transformer"].encode(src, wav_lens, pad_idx=hp["pad_index"])
         hyps, _, _, _ = hp["test_search"](enc_out, wav_lens)
-        texts = [self.tokenizer.decode(h) for h in hyps]
-        if hp["decouple_output"]:
-            texts = [parses.decouple_if_valid(t) for t in texts]
-        return texts
+        return [output_parse(self.tokenizer, h, hp["decouple_output"]) for h in hyps]
 
     def parse_files(self, paths, batch_size: int = 8) -> list[dict]:
         """One dict per file: file, parse, intent, slots."""

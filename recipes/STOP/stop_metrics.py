@@ -38,7 +38,8 @@ def score(refs: dict, hyps: dict, domains: dict | None = None) -> dict:
         em += ok_em
         em_tree += ok_tree
         valid += ok_valid
-        intent_ok += parses.root_intent(hyp) is not None and parses.root_intent(hyp) == parses.root_intent(ref)
+        hyp_intent = parses.root_intent(hyp)
+        intent_ok += hyp_intent is not None and hyp_intent == parses.root_intent(ref)
         hyp_slots, ref_slots = Counter(parses.slots(hyp)), Counter(parses.slots(ref))
         slot_tp += sum((hyp_slots & ref_slots).values())
         slot_hyp += sum(hyp_slots.values())

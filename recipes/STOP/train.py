@@ -36,7 +36,7 @@ from stop_slu.data_prep.audio import load_audio
 from stop_slu.data_prep.prepare import PrepareError, prepare, summary_line
 from stop_slu.recipe import stop_metrics
 from stop_slu.recipe.stop_checkpoints import load_averaged_model
-from stop_slu.recipe.stop_inference import RECIPE_COPY, RECIPE_OVERRIDES
+from stop_slu.recipe.stop_inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
 from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -108,11 +108,10 @@ class SLU(sb.core.Brain):
         if stage != sb.Stage.TRAIN:
             self.acc_metric.append(p_seq, tokens_eos, tokens_eos_lens)
             if hyps is not None:
+                decouple = self.hparams.decouple_output
                 for uid, hyp, ref, domain in zip(batch.id, hyps, batch.semantics, batch.domain):
-                    hyp = self.tokenizer.decode(hyp)
-                    if self.hparams.decouple_output:
-                        hyp, ref = parses.decouple_if_valid(hyp), parses.decouple(ref)
-                    self.decoded.append((uid, hyp, ref, domain))
+                    hyp = output_parse(self.tokenizer, hyp, decouple)
+                    self.decoded.append((uid, hyp, parses.decouple(ref) if decouple else ref, domain))
         return loss
 
     # -- training-time limit ----------------------------------------------
@@ -278,7 +277,7 @@ def main(argv=None) -> dict:
     )
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     run_on_main(build_tokenizer, kwargs={"hparams": hparams})
-    tokenizer = build_tokenizer(hparams)  # every rank loads the (now trained) model
+    tokenizer = ParseTokenizer(hparams["tokenizer_folder"])  # every rank loads the trained model
 
     if hparams["output_neurons"] != tokenizer.vocab_size:
         # The model's output size comes from the tokenizer: rebuild with it.
