@@ -13,10 +13,11 @@ import csv
 import hashlib
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+import sys
 from pathlib import Path
 
-import pandas as pd
 from tqdm import tqdm
 
 from stop_slu import parses
@@ -43,81 +44,185 @@ class PrepareError(Exception):
     """Input that preparation cannot use at all; the message names path and fix."""
 
 
-def read_manifest(path: Path, target: str) -> pd.DataFrame:
-    """Every field as a string (no NaN, no quoting), columns checked by name."""
+_CHUNK_ROWS = 2000          # rows per task handed to a worker process
+_PARALLEL_MIN_ROWS = 5000   # smaller splits are checked in this process (no start-up cost)
+_PARALLEL_MIN_BYTES = 2_000_000  # no pool unless a manifest is this big (~5,000 STOP rows)
+
+
+def read_manifest(path: Path, target: str) -> list[tuple]:
+    """``(line number, file_id, domain, gender, native, transcript, target parse)``
+    per data row. Columns are found by name; every field is the string it is (no
+    NaN, no quoting: a STOP manifest is plain tab-separated text); blank lines
+    are skipped."""
     try:
-        frame = pd.read_csv(
-            path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE,
-            encoding="utf-8",
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise PrepareError(f"{path}: unreadable manifest ({str(e).splitlines()[0]})") from None
+        with open(path, encoding="utf-8-sig", newline=None) as f:
+            header = f.readline().rstrip("\n").split("\t")
+            if header == [""]:
+                raise PrepareError(f"{path}: unreadable manifest (empty file); expected a header row")
+            missing = [c for c in (*_NEEDED, target) if c not in header]
+            if missing:
+                hint = ""
+                if target in missing and target not in MANIFEST_COLUMNS:
+                    hint = f"; --target must be one of {', '.join(MANIFEST_COLUMNS[4:])}"
+                raise PrepareError(f"{path}: manifest lacks column(s) {', '.join(missing)}{hint}")
+            picked = [header.index(c) for c in (*_NEEDED, target)]
+            width = len(header)
+            rows = []
+            for number, line in enumerate(f, start=2):
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) != width:
+                    if fields == [""]:
+                        continue
+                    raise PrepareError(
+                        f"{path}:{number}: unreadable manifest row ({len(fields)} tab-separated fields, "
+                        f"the header has {width}); fix or delete that line"
+                    )
+                rows.append((number, *[fields[i] for i in picked]))
+    except UnicodeDecodeError as e:
+        raise PrepareError(f"{path}: unreadable manifest ({e}); expected UTF-8 text") from None
     except OSError as e:
         raise PrepareError(f"{path}: cannot read ({e.strerror or e})") from None
-    missing = [c for c in (*_NEEDED, target) if c not in frame.columns]
-    if missing:
-        hint = ""
-        if target in missing and target not in MANIFEST_COLUMNS:
-            hint = f"; --target must be one of {', '.join(MANIFEST_COLUMNS[4:])}"
-        raise PrepareError(f"{path}: manifest lacks column(s) {', '.join(missing)}{hint}")
-    return frame
+    return rows
 
 
-def _check_row(root: Path, file_id: str, parse: str, transcript: str):
-    """(wav path, info, None) for a usable row, else (None, None, reason)."""
+def _wav_folders(root: str, file_id: str, found: dict) -> list[str]:
+    """The existing folders (symlinks resolved) where ``file_id`` may lie: its
+    folder as given, then without the take suffix (the release's quirk). Looked
+    up once per manifest folder and kept in ``found``: one file open per row."""
+    folder = file_id.rpartition("/")[0]
+    if folder not in found:
+        parents = [path.parent for path in candidate_paths(Path(root), file_id)]
+        found[folder] = [os.path.realpath(parent) for parent in parents if parent.is_dir()]
+    return found[folder]
+
+
+def _check_parse(parse: str):
+    """(None, canonical form) for a well-formed target parse, else (reason, None)."""
     if not parse.strip():
-        return None, None, "empty target parse"
+        return "empty target parse", None
     try:
         parses.parse_tree(parse)
     except parses.ParseError as e:
-        return None, None, f"malformed target parse: {e}"
-    if not transcript.strip():
-        return None, None, "empty transcript"
-    reason = "missing wav"
-    for path in candidate_paths(root, file_id):
+        return f"malformed target parse: {e}", None
+    return None, parses.canonical(parse)
+
+
+def _check_wav(root: str, file_id: str, found: dict):
+    """(None, wav path, info) when the row's wav is usable, else (reason, None, None)."""
+    name = file_id.rpartition("/")[2]
+    for real_folder in _wav_folders(root, file_id, found):
+        path = f"{real_folder}/{name}"
         try:
-            return path.resolve(), audio_info(path), None
+            return None, path, audio_info(path)
         except AudioError as e:
             if str(e) != "missing file":
-                return None, None, f"bad wav: {e}"
-    return None, None, reason
+                return f"bad wav: {e}", None, None
+    return "missing wav", None, None
 
 
-def _prepare_split(root, split, frame, target, domains, workers, progress):
-    """(csv rows, skipped entries, notes) for one manifest."""
-    keep = frame["domain"].isin(domains) if domains else pd.Series(True, index=frame.index)
-    filtered_out = int((~keep).sum())
-    frame = frame[keep]
-    jobs = list(zip(frame.index, frame["file_id"], frame[target], frame[TRANSCRIPT_COLUMN]))
-    extra = zip(frame["domain"], frame["gender"], frame["native"])
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = list(
-            tqdm(
-                pool.map(lambda job: _check_row(root, job[1], job[2], job[3]), jobs, chunksize=256),
-                total=len(jobs), desc=f"prepare {split}", unit="row", disable=not progress,
-            )
-        )
+def _check_task(task):
+    """Worker task: ``_check_parse`` of some parses, or ``_check_wav`` (with the
+    utterance ID and the duration text) of some rows' files."""
+    kind, root, items = task
+    if kind == "parses":
+        return [_check_parse(parse) for parse in items]
+    found, checked = {}, []
+    for file_id in items:
+        reason, path, info = _check_wav(root, file_id, found)
+        if info is None:
+            checked.append((utterance_id(file_id), reason, None, None, False, False))
+        else:
+            checked.append((
+                utterance_id(file_id), None, path, f"{info.duration:.4f}",
+                info.sample_rate != SAMPLE_RATE, info.channels > 1,
+            ))
+    return checked
+
+
+def _worker_pool(workers: int, largest_manifest_bytes: int):
+    """Processes for the row checks (parsing and header reads are CPU-bound in
+    Python: threads would share one core), or None when a pool would not pay.
+    Started before the manifests are read, so the workers do not carry them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    processes = min(max(1, workers), cores)
+    if processes < 2 or largest_manifest_bytes < _PARALLEL_MIN_BYTES:
+        return None
+    # fork: no re-import of the caller's __main__ (train.py), workers start at once.
+    method = "fork" if sys.platform == "linux" else "spawn"
+    return multiprocessing.get_context(method).Pool(processes)
+
+
+def _start_split(root, manifest_rows, domains, pool):
+    """Queue the checks of one manifest's rows (in ``pool`` when there is one):
+    each distinct target parse once (eval and test repeat every text in their
+    two takes, and decoupled targets repeat often), every wav once. Returns
+    what ``_finish_split`` needs; the work runs while the caller does other things."""
+    kept = [row for row in manifest_rows if not domains or row[2] in domains]
+    distinct = list(dict.fromkeys(row[6] for row in kept))
+    tasks = [("parses", None, distinct[i:i + _CHUNK_ROWS]) for i in range(0, len(distinct), _CHUNK_ROWS)]
+    tasks += [
+        ("wavs", str(root), [row[1] for row in kept[i:i + _CHUNK_ROWS]]) for i in range(0, len(kept), _CHUNK_ROWS)
+    ]
+    use_pool = pool is not None and len(kept) >= _PARALLEL_MIN_ROWS
+    results = pool.imap(_check_task, tasks) if use_pool else map(_check_task, tasks)
+    return len(manifest_rows), kept, distinct, tasks, results
+
+
+def _finish_split(split, started, progress):
+    """(csv rows, skipped entries, notes) from ``_start_split``'s checks. A row's
+    first problem, in this order, is its reason: target parse, transcript, wav,
+    duplicate ID."""
+    n_rows, kept, distinct, tasks, results = started
+    parse_results, wav_results = [], []
+    with tqdm(total=len(kept), desc=f"prepare {split}", unit="row", disable=not progress) as bar:
+        for task, done in zip(tasks, results):
+            if task[0] == "parses":
+                parse_results.extend(done)
+            else:
+                wav_results.extend(done)
+                bar.update(len(done))
+    checked_parses = dict(zip(distinct, parse_results))
+
     rows, skipped = [], []
-    notes = {"filtered_out_by_domain": filtered_out, "resampled_at_load": 0, "downmixed_at_load": 0}
+    notes = {"filtered_out_by_domain": n_rows - len(kept), "resampled_at_load": 0, "downmixed_at_load": 0}
     seen_ids = set()
-    for (index, file_id, parse, transcript), (domain, gender, native), (path, info, reason) in zip(
-        jobs, extra, results
-    ):
-        line = int(index) + 2  # 1-based, after the header row
-        uid = utterance_id(file_id)
+    for (line, file_id, domain, gender, native, transcript, parse), wav in zip(kept, wav_results):
+        uid, reason, path, duration, resampled, downmixed = wav
+        parse_reason, semantics = checked_parses[parse]
+        transcript = transcript.strip()
+        reason = parse_reason or (None if transcript else "empty transcript") or reason
         if reason is None and uid in seen_ids:
             reason = "duplicate row (same file_id as an earlier row)"
         if reason is not None:
             skipped.append({"split": split, "line": line, "file_id": file_id, "reason": reason})
             continue
         seen_ids.add(uid)
-        notes["resampled_at_load"] += info.sample_rate != SAMPLE_RATE
-        notes["downmixed_at_load"] += info.channels > 1
-        rows.append(
-            (uid, f"{info.duration:.4f}", str(path), domain, gender, native,
-             transcript.strip(), parses.canonical(parse))
-        )
+        notes["resampled_at_load"] += resampled
+        notes["downmixed_at_load"] += downmixed
+        rows.append((uid, duration, path, domain, gender, native, transcript, semantics))
     return rows, skipped, notes
+
+
+def _prepare_split(root, split, manifest_rows, domains, pool, progress):
+    """(csv rows, skipped entries, notes) for one manifest's rows."""
+    return _finish_split(split, _start_split(root, manifest_rows, domains, pool), progress)
+
+
+def write_csv(path: Path, rows):
+    """One CSV with the header ``CSV_COLUMNS``, written whole or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        text = "".join([",".join(row) + "\r\n" for row in rows])
+        # csv.writer's own output when no field needs quoting (3x faster than
+        # writerows on STOP's 230,000 rows); else let csv.writer quote.
+        plain = '"' not in text and text.count(",") == (len(CSV_COLUMNS) - 1) * len(rows)
+        if plain and text.count("\r") == text.count("\n") == len(rows):
+            f.write(text)
+        else:
+            writer.writerows(rows)
+    tmp.replace(path)
 
 
 def _fingerprint(root: Path, splits, domains, target) -> str:
@@ -138,12 +243,17 @@ def prepare(
     workers: int = 16,
     progress: bool = True,
     skip_if_done: bool = True,
+    low_resource=None,
 ) -> dict:
     """Write the CSVs and the report; return the report.
 
     ``stop_dir`` is the folder holding ``manifests/`` (or its parent). With
     ``skip_if_done``, an earlier run with the same inputs and options is reused.
-    ``strict`` turns any skipped row into an error.
+    ``strict`` turns any skipped row into an error. ``workers``: at most this
+    many worker processes check rows (one per available core; big manifests
+    only). ``low_resource``: the folder
+    of STOP's low-resource files, each written as ``<file stem>.csv`` too
+    (``data_prep/low_resource.py``; ``domains`` does not filter them).
     """
     stop_dir, save_dir = Path(stop_dir), Path(save_dir)
     if not stop_dir.is_dir():
@@ -160,6 +270,10 @@ def prepare(
         if not (root / "manifests" / f"{split}.tsv").is_file():
             raise PrepareError(f"{root / 'manifests' / (split + '.tsv')}: missing manifest; the release has {', '.join(SPLITS)}")
     fingerprint = _fingerprint(root, splits, domains, target)
+    if low_resource:  # issue 7: the low-resource files are inputs too
+        from stop_slu.data_prep import low_resource as low_resource_files
+
+        fingerprint += low_resource_files.fingerprint(low_resource)
     report_path = save_dir / REPORT_NAME
     if skip_if_done and report_path.is_file():
         old = json.loads(report_path.read_text())
@@ -176,27 +290,40 @@ def prepare(
         "splits": {},
         "skipped": [],
     }
-    for split in splits:
-        manifest = root / "manifests" / f"{split}.tsv"
-        frame = read_manifest(manifest, target)
-        rows, skipped, notes = _prepare_split(root, split, frame, target, domains, workers, progress)
-        if strict and skipped:
-            first = skipped[0]
-            raise PrepareError(
-                f"{manifest}:{first['line']}: {first['reason']} ({first['file_id']}); "
-                f"{len(skipped)} row(s) would be skipped; drop --strict to skip them"
-            )
-        tmp = save_dir / f".{split}.csv.tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(CSV_COLUMNS)
-            writer.writerows(rows)
-        tmp.replace(save_dir / f"{split}.csv")
-        report["splits"][split] = {
-            "manifest_rows": len(frame), "written": len(rows), "skipped": len(skipped),
-            "hours": round(sum(float(r[1]) for r in rows) / 3600, 3), **notes,
+    manifests = {split: root / "manifests" / f"{split}.tsv" for split in splits}
+    pool = _worker_pool(workers, max(path.stat().st_size for path in manifests.values()))
+    try:
+        # Queue each split's checks as soon as its manifest is read: the workers
+        # start while the next manifest is read, and go on with the next split
+        # while this process writes the previous one. An unreadable manifest
+        # still fails before any CSV is written.
+        started = {
+            split: _start_split(root, read_manifest(manifests[split], target), domains, pool) for split in splits
         }
-        report["skipped"].extend(skipped)
+        for split in splits:
+            rows, skipped, notes = _finish_split(split, started.pop(split), progress)
+            if strict and skipped:
+                first = skipped[0]
+                raise PrepareError(
+                    f"{manifests[split]}:{first['line']}: {first['reason']} ({first['file_id']}); "
+                    f"{len(skipped)} row(s) would be skipped; drop --strict to skip them"
+                )
+            write_csv(save_dir / f"{split}.csv", rows)
+            report["splits"][split] = {
+                "manifest_rows": len(rows) + len(skipped) + notes["filtered_out_by_domain"],
+                "written": len(rows), "skipped": len(skipped),
+                "hours": round(sum(float(r[1]) for r in rows) / 3600, 3), **notes,
+            }
+            report["skipped"].extend(skipped)
+        if low_resource:  # issue 7: STOP's low-resource and domain splits
+            found = low_resource_files.prepare_low_resource(low_resource, root, target, strict, pool, progress)
+            for name, (rows, skipped, entry) in found.items():
+                write_csv(save_dir / f"{name}.csv", rows)
+                report["splits"][name] = entry
+                report["skipped"].extend(skipped)
+    finally:
+        if pool is not None:
+            pool.terminate()
     reasons: dict[str, int] = {}
     for entry in report["skipped"]:
         key = entry["reason"].split(":")[0]

@@ -4,8 +4,12 @@
     stop-slu synth OUT                 write a mini-STOP release spoken by eSpeak NG
     stop-slu prepare STOP_DIR SAVE_DIR STOP release -> SpeechBrain CSVs + report
     stop-slu train HPARAMS [--key=value ...]   the training recipe
+    stop-slu finetune MODEL_DIR [--key=value ...]   adapt a trained model to new CSVs
     stop-slu score REF HYP             EM, EM-Tree, validity of ID<TAB>parse files
     stop-slu parse MODEL_DIR a.wav ... JSON parse of each file
+    stop-slu report OUT                (re)write OUT/report.md and its charts
+    stop-slu export OUT EXPORT_DIR     a self-contained model folder for inference
+    stop-slu sagemaker HPARAMS --data s3://... --output s3://...   train on SageMaker
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def cmd_prepare(args):
     report = prepare(
         args.stop_dir, args.save_dir, splits=args.splits.split(","), domains=_domains(args.domains),
         target=args.target, strict=args.strict, progress=not args.quiet, skip_if_done=not args.force,
+        low_resource=args.low_resource,
     )
     print(summary_line(report))
     print(f"CSVs and prepare_report.json in {args.save_dir}")
@@ -75,6 +80,13 @@ def cmd_train(args):
     from stop_slu.recipe import train
 
     scores = train.main([str(hparams_path(args.hparams)), *args.overrides])
+    print(json.dumps(scores))
+
+
+def cmd_finetune(args):
+    from stop_slu.recipe import finetune
+
+    scores = finetune.main([args.model_dir, *args.overrides])
     print(json.dumps(scores))
 
 
@@ -100,6 +112,25 @@ def cmd_parse(args):
     parser = SLUParser.from_folder(args.model_dir, device=args.device)
     for result in parser.parse_files(args.wavs):
         print(json.dumps(result), flush=True)
+
+
+def cmd_report(args):
+    from stop_slu.recipe.stop_report import write_report
+
+    print(f"report written: {write_report(args.out)}")
+
+
+def cmd_export(args):
+    from stop_slu.recipe.stop_export import export_model
+
+    export = export_model(args.out, args.export_dir)
+    print(f"model exported to {export}; try: stop-slu parse {export} audio.wav")
+
+
+def cmd_sagemaker(args):
+    from stop_slu.recipe.sagemaker_launch import launch
+
+    launch(args, hparams_path(args.hparams))
 
 
 def cmd_demo(args):
@@ -169,9 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stop_dir", help="the extracted release: the folder holding manifests/ (or its parent)")
     p.add_argument("save_dir", help="where to write the CSVs and the report")
     p.add_argument("--splits", default="train,eval,test", help="comma-separated splits (default: %(default)s)")
-    p.add_argument("--domains", help="comma-separated domains to keep (default: all)")
+    p.add_argument("--domains", help="comma-separated domains to keep in the main splits, e.g. the held-in "
+                                      "alarm,event,messaging,music,navigation,timer (default: all)")
     p.add_argument("--target", default="decoupled_normalized_seqlogical",
                    help="manifest column used as the target parse (default: %(default)s)")
+    p.add_argument("--low-resource", metavar="DIR",
+                   help="STOP's extracted low_resource_splits folder: each of its .tsv files (first line a "
+                        "folder, then relative/path.wav<TAB>num_samples) becomes SAVE_DIR/<file stem>.csv, "
+                        "labels joined from the release's manifests; repeated lines are dropped and counted")
     p.add_argument("--strict", action="store_true", help="fail instead of skipping bad rows")
     p.add_argument("--force", action="store_true", help="redo even if an identical preparation exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -179,11 +215,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="run the training recipe (same as python recipes/STOP/train.py)",
                        description="Prepare, train the tokenizer, train and test. HPARAMS is a YAML path or a "
-                                   "name from hparams/ (mini, conformer, branchformer). Overrides: "
+                                   "name from hparams/ (mini, conformer, branchformer, conformer_wavlm, conformer_hubert, "
+                                   "branchformer_small). Overrides: "
                                    "--data_folder=... --output_folder=... --max_train_minutes=... and any YAML key.")
     p.add_argument("hparams", help="config path or name")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="--key=value overrides")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("finetune", help="adapt a trained model to new data (same as python recipes/STOP/finetune.py)",
+                       description="Rebuild MODEL_DIR's model, keep its tokenizer, start from its averaged "
+                                   "weights and train on the CSVs in --prepare_folder (e.g. a low-resource "
+                                   "domain: --train_split=reminder_train_25spis). hparams/finetune.yaml sets the "
+                                   "fine-tuning defaults; any YAML key is an override.")
+    p.add_argument("model_dir", help="a training output folder")
+    p.add_argument("overrides", nargs=argparse.REMAINDER,
+                   help="--data_folder=... --prepare_folder=... --output_folder=... and any --key=value")
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("score", help="EM, EM-Tree and validity of hypotheses against references",
                        description="REF and HYP are ID<TAB>parse files without header. Prints JSON with "
@@ -195,10 +242,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("parse", help="parse wav files with a trained model folder",
                        description="Print one JSON object per file: file, parse, intent, slots.")
-    p.add_argument("model_dir", help="a training output folder")
+    p.add_argument("model_dir", help="a training output folder or an exported model folder (stop-slu export)")
     p.add_argument("wavs", nargs="+", help="audio files (any sample rate; stereo is down-mixed)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.set_defaults(func=cmd_parse)
+
+    p = sub.add_parser("report", help="(re)write OUT/report.md with tables and charts of a run's test results",
+                       description="Reads OUT/predictions_test.tsv and OUT/train_log.txt; writes OUT/report.md "
+                                   "(metrics, per-domain table, error classes, the 20 most frequent label "
+                                   "confusions) with per_domain.png and learning_curves.png beside it.")
+    p.add_argument("out", help="a training output folder")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="write a self-contained model folder (inference config, averaged weights, "
+                                      "tokenizer, normaliser, labels, model card)",
+                       description="OUT is a finished training run. EXPORT_DIR gets hyperparams.yaml, model.ckpt, "
+                                   "normalizer.ckpt, tokenizer/, labels.txt and README.md; load it with "
+                                   "SLUParser.from_hparams(source=EXPORT_DIR) or stop-slu parse EXPORT_DIR a.wav.")
+    p.add_argument("out", help="a training output folder")
+    p.add_argument("export_dir", help="where to write the exported model")
+    p.set_defaults(func=cmd_export)
+
+    from stop_slu.recipe.sagemaker_launch import add_arguments as sagemaker_arguments  # stdlib only: --help stays fast
+
+    p = sub.add_parser("sagemaker", help="train on Amazon SageMaker (pip install 'stop-slu[sagemaker]')",
+                       description="Submit the recipe as a SageMaker training job on a GPU instance: the STOP "
+                                   "release streamed from --data, checkpoints and the exported model under "
+                                   "--output, spot instances with --spot (resumed from the last checkpoint). "
+                                   "--dry-run prints the job request without contacting AWS.")
+    sagemaker_arguments(p)
+    p.set_defaults(func=cmd_sagemaker)
     return parser
 
 

@@ -19,7 +19,8 @@ def n_params(hparams):
 
 @pytest.mark.parametrize(
     "name, low, high, layers, d_model",
-    [("mini", 2e6, 4e6, 4, 144), ("conformer", 90e6, 110e6, 12, 512), ("branchformer", 70e6, 85e6, 12, 512)],
+    [("mini", 2e6, 4e6, 4, 144), ("conformer", 90e6, 110e6, 12, 512), ("branchformer", 70e6, 85e6, 12, 512),
+     ("branchformer_small", 10e6, 15e6, 12, 256)],  # on-device track: at most 15 M parameters
 )
 def test_config_sizes(name, low, high, layers, d_model, tmp_path):
     hparams = build(name, tmp_path)

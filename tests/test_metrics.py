@@ -47,3 +47,42 @@ def test_score_cli(tmp_path):
     assert (result["em"], result["n"]) == (25.0, 4)
     missing = run_cli("score", ref, tmp_path / "none.tsv", check=False)
     assert missing.returncode != 0 and "none.tsv" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_every_wrong_hypothesis_gets_one_error_class():
+    from stop_slu.recipe.stop_metrics import ERROR_CLASSES, error_class
+
+    ref = "[IN:CREATE_ALARM [SL:DATE_TIME for seven ] [SL:ALARM_NAME gym ] ]"
+    cases = {
+        "malformed": "[IN:CREATE_ALARM [SL:DATE_TIME for seven ]",
+        "wrong_intent": "[IN:GET_ALARM [SL:DATE_TIME for seven ] [SL:ALARM_NAME gym ] ]",
+        "missing_slot": "[IN:CREATE_ALARM [SL:DATE_TIME for seven ] ]",
+        "extra_slot": "[IN:CREATE_ALARM [SL:DATE_TIME for seven ] [SL:ALARM_NAME gym ] [SL:PERIOD daily ] ]",
+        "wrong_slot_label": "[IN:CREATE_ALARM [SL:DATE_TIME for seven ] [SL:PERIOD gym ] ]",
+        "wrong_nesting": "[IN:CREATE_ALARM [SL:DATE_TIME [IN:GET_TIME for seven ] ] [SL:ALARM_NAME gym ] ]",
+        "wrong_slot_text": "[IN:CREATE_ALARM [SL:DATE_TIME for eight ] [SL:ALARM_NAME gym ] ]",
+    }
+    assert set(cases) == set(ERROR_CLASSES)
+    for expected, hyp in cases.items():
+        assert error_class(ref, hyp) == expected, hyp
+
+    refs = {f"test_0-alarm-{i:08d}": ref for i in range(len(cases) + 1)}
+    hyps = {f"test_0-alarm-{i:08d}": hyp for i, hyp in enumerate(cases.values())}
+    hyps[f"test_0-alarm-{len(cases):08d}"] = ref  # one right
+    errors = score(refs, hyps)["errors"]
+    assert {k: v["count"] for k, v in errors.items()} == dict.fromkeys(ERROR_CLASSES, 1)
+    assert all(abs(v["share"] - 100 / 7) < 0.01 for v in errors.values())  # share of the 7 wrong ones
+
+
+def test_confusions_pair_reference_and_hypothesis_labels():
+    from stop_slu.recipe.stop_metrics import confusions
+
+    refs = {"a": "[IN:CREATE_ALARM [SL:DATE_TIME for seven ] ]", "b": "[IN:GET_WEATHER [SL:LOCATION paris ] ]",
+            "c": "[IN:GET_WEATHER ]"}
+    hyps = {"a": "[IN:GET_ALARM [SL:DATE_TIME for seven ] ]", "b": "[IN:GET_WEATHER [SL:DATE_TIME paris ] ]",
+            "c": "[IN:GET_WEATHER [SL:LOCATION here ] ]"}
+    assert confusions(refs, hyps) == {
+        ("IN:CREATE_ALARM", "IN:GET_ALARM"): 1,
+        ("SL:LOCATION", "SL:DATE_TIME"): 1,
+        ("(none)", "SL:LOCATION"): 1,
+    }

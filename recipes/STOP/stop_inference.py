@@ -2,7 +2,11 @@
 
 The folder needs nothing else: it holds the config the model was trained with
 (``recipe.yaml`` + ``recipe_overrides.yaml``), the checkpoints under save/ and
-the tokenizer under save/tokenizer/.
+the tokenizer under save/tokenizer/. Only files inside the folder are read (a
+symlink leading out of it is refused; its own save/ layout is used whatever the
+training run's overrides said) and checkpoints load with
+``torch.load(weights_only=True)``; but ``recipe.yaml`` is HyperPyYAML, which
+runs the code it names: parse only model folders from sources you trust.
 """
 
 from __future__ import annotations
@@ -15,11 +19,17 @@ import yaml
 
 from stop_slu import parses
 from stop_slu.data_prep.audio import load_audio
-from stop_slu.recipe.stop_checkpoints import load_averaged_model
+from stop_slu.recipe.stop_checkpoints import load_averaged_model, weights_only_loading
+from stop_slu.recipe.stop_frontend import compute_features
 from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer
 
 RECIPE_COPY = "recipe.yaml"  # the config as given (references unresolved)
 RECIPE_OVERRIDES = "recipe_overrides.yaml"  # overrides applied, minus the paths
+# An exported model folder (stop-slu export; see stop_export.py):
+EXPORT_HPARAMS = "hyperparams.yaml"
+EXPORT_MODEL = "model.ckpt"
+EXPORT_NORMALIZER = "normalizer.ckpt"
+EXPORT_TOKENIZER = "tokenizer"
 
 
 class ModelFolderError(ValueError):
@@ -43,43 +53,90 @@ def describe(parse: str) -> dict:
     }
 
 
+def _inside(folder: Path, path: Path):
+    """Refuse a path of the model folder that leads outside it (symlink, override)."""
+    if (path.exists() or path.is_symlink()) and not path.resolve().is_relative_to(folder):
+        raise ModelFolderError(
+            f"{path}: leads outside the model folder {folder} (to {path.resolve()}); "
+            "parse reads only files inside MODEL_DIR: copy the file into it"
+        )
+
+
 class SLUParser:
     """A trained model ready to parse audio."""
 
-    def __init__(self, hparams: dict, tokenizer: ParseTokenizer, device: str = "cpu"):
+    def __init__(self, hparams: dict, tokenizer: ParseTokenizer, device: str = "cpu", overrides=None):
         self.hparams = hparams
         self.tokenizer = tokenizer
+        self.overrides = overrides or {}  # of the training run (for the model card)
         self.device = torch.device(device)
         for name in ("model", "normalize", "compute_features"):
             hparams[name].to(self.device).eval()
 
     @classmethod
-    def from_folder(cls, folder, device: str = "cpu") -> "SLUParser":
+    def from_folder(cls, folder, device: str = "cpu", overrides: dict | None = None) -> "SLUParser":
+        """A training output folder, or an exported model folder. ``overrides``
+        change the config for inference (e.g. ``{"test_beam_size": 4}``)."""
         folder = Path(folder).resolve()
         recipe = folder / RECIPE_COPY
+        if not recipe.is_file() and (folder / EXPORT_HPARAMS).is_file():
+            return cls.from_hparams(folder, device=device, overrides=overrides)
         if not recipe.is_file():
             raise ModelFolderError(
                 f"{folder}: not a trained model folder (no {RECIPE_COPY}); "
                 "pass the --output_folder of a finished training run"
             )
         overrides_path = folder / RECIPE_OVERRIDES
-        overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.is_file() else {}
-        overrides = {**(overrides or {}), "output_folder": str(folder), "data_folder": str(folder)}
+        save = folder / "save"
+        for path in (recipe, overrides_path, save, *sorted(save.rglob("*"))):
+            _inside(folder, path)  # before anything is read: no symlink out of the folder
+        trained_with = yaml.safe_load(overrides_path.read_text()) if overrides_path.is_file() else {}
+        overrides = {  # the folder's own layout, whatever the overrides of the training run said
+            **(trained_with or {}), "output_folder": str(folder), "data_folder": str(folder),
+            "save_folder": str(save), "tokenizer_folder": str(save / "tokenizer"), **(overrides or {}),
+        }
         with open(recipe, encoding="utf-8") as f:
             hparams = load_hyperpyyaml(f, overrides)
+        _inside(folder, Path(hparams["checkpointer"].checkpoints_dir))
         tokenizer_dir = Path(hparams["tokenizer_folder"])
         if not (tokenizer_dir / "tokenizer.model").is_file():
             raise ModelFolderError(f"{tokenizer_dir}: tokenizer missing; the model folder is incomplete")
         if not load_averaged_model(hparams, max_key="ACC", device=device):
             raise ModelFolderError(f"{hparams['save_folder']}: no checkpoint; training has not saved a model yet")
-        return cls(hparams, ParseTokenizer(tokenizer_dir), device)
+        return cls(hparams, ParseTokenizer(tokenizer_dir), device, overrides=trained_with)
+
+    @classmethod
+    def from_hparams(cls, source, device: str = "cpu", overrides: dict | None = None) -> "SLUParser":
+        """An exported model folder (``stop-slu export``), loaded the way
+        SpeechBrain pretrained models are: ``SLUParser.from_hparams(source=DIR)``."""
+        folder = Path(source).resolve()
+        needed = [folder / n for n in (EXPORT_HPARAMS, EXPORT_MODEL, EXPORT_NORMALIZER)]
+        needed.append(folder / EXPORT_TOKENIZER / "tokenizer.model")
+        missing = [p.name for p in needed if not p.is_file()]
+        if missing:
+            raise ModelFolderError(
+                f"{folder}: not an exported model (missing {', '.join(missing)}); make one with stop-slu export"
+            )
+        for path in (*needed, *sorted(folder.rglob("*"))):
+            _inside(folder, path)
+        with open(folder / EXPORT_HPARAMS, encoding="utf-8") as f:
+            hparams = load_hyperpyyaml(f, {**(overrides or {}), "export_folder": str(folder)})
+        with weights_only_loading(folder):  # the normaliser's file too
+            state = torch.load(folder / EXPORT_MODEL, map_location=device, weights_only=True)
+            hparams["model"].load_state_dict(state, strict=True)
+            hparams["normalize"]._load(folder / EXPORT_NORMALIZER)
+        return cls(hparams, ParseTokenizer(folder / EXPORT_TOKENIZER), device)
+
+    def parse_file(self, path) -> str:
+        """The parse of one audio file (any sample rate; stereo is down-mixed)."""
+        return self.parse_files([path])[0]["parse"]
 
     @torch.no_grad()
     def parse_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
         """Parses of a padded batch (``wav_lens`` relative, as in SpeechBrain)."""
         hp = self.hparams
         wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
-        feats = hp["compute_features"](wavs)
+        feats = compute_features(hp["modules"], hp["compute_features"], wavs, wav_lens)
         feats = hp["normalize"](feats, wav_lens)
         src = hp["CNN"](feats)
         enc_out = hp["Transformer"].encode(src, wav_lens, pad_idx=hp["pad_index"])

@@ -20,6 +20,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
+import re
 import shutil
 import sys
 import time
@@ -35,11 +37,22 @@ from stop_slu import parses
 from stop_slu.data_prep.audio import load_audio
 from stop_slu.data_prep.prepare import PrepareError, prepare, summary_line
 from stop_slu.recipe import stop_metrics
-from stop_slu.recipe.stop_checkpoints import load_averaged_model
+from stop_slu.recipe.finetune import copy_tokenizer, load_source_weights
+from stop_slu.recipe.stop_checkpoints import CheckpointError, load_averaged_model, state_digest
+from stop_slu.recipe.stop_frontend import compute_features
 from stop_slu.recipe.stop_inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
+from stop_slu.recipe.stop_report import write_report
 from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, train_tokenizer
 
 logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(ValueError):
+    """Training stopped: the loss stayed NaN/inf for too many steps in a row."""
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 class SLU(sb.core.Brain):
@@ -54,7 +67,7 @@ class SLU(sb.core.Brain):
         if train and self.hparams.wav_augment is not None:
             wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
             tokens_bos = self.hparams.wav_augment.replicate_labels(tokens_bos)
-        feats = self.hparams.compute_features(wavs)
+        feats = compute_features(self.modules, self.hparams.compute_features, wavs, wav_lens)
         feats = self.modules.normalize(feats, wav_lens, epoch=self.hparams.epoch_counter.current)
         if train and self.hparams.fea_augment is not None:
             feats, wav_lens = self.hparams.fea_augment(feats, wav_lens)
@@ -64,8 +77,10 @@ class SLU(sb.core.Brain):
         enc_out, dec_out = self.modules.Transformer(
             src, tokens_bos, wav_lens, pad_idx=self.hparams.pad_index
         )
-        p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(enc_out))
-        p_seq = self.hparams.log_softmax(self.modules.seq_lin(dec_out))
+        # Log-probabilities in fp32 whatever the autocast precision (bf16/fp16 would
+        # round them, and CPU autocast keeps log_softmax in bf16): the losses need them.
+        p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(enc_out).float())
+        p_seq = self.hparams.log_softmax(self.modules.seq_lin(dec_out).float())
 
         hyps = None
         if stage == sb.Stage.VALID and self._search_this_epoch():
@@ -101,7 +116,7 @@ class SLU(sb.core.Brain):
             )
 
         loss_seq = self.hparams.seq_cost(p_seq, tokens_eos, length=tokens_eos_lens)
-        loss_ctc = self.hparams.ctc_cost(p_ctc.float(), tokens, wav_lens, tokens_lens)
+        loss_ctc = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, tokens_lens)
         weight = self.hparams.ctc_weight
         loss = weight * loss_ctc + (1 - weight) * loss_seq
 
@@ -114,19 +129,58 @@ class SLU(sb.core.Brain):
                     self.decoded.append((uid, hyp, parses.decouple(ref) if decouple else ref, domain))
         return loss
 
-    # -- training-time limit ----------------------------------------------
+    # -- training-time limit and non-finite losses -------------------------
     def on_fit_start(self):
         super().on_fit_start()
         self._train_started = time.time()
         self._time_is_up = False
+        self._nonfinite_loss = False  # in the batches of the current optimiser step
+        self.nonfinite_in_a_row = 0
+        self.skipped_steps = 0
+
+    def check_loss_isfinite(self, loss):
+        """Brain calls this before backward(). A non-finite loss on any rank
+        marks the optimiser step to be skipped (all ranks agree, so DDP stays in step)."""
+        finite = torch.isfinite(loss.detach()).float()
+        if _distributed():
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not bool(finite):
+            self._nonfinite_loss = True
+
+    def optimizers_step(self):
+        if self._nonfinite_loss:  # NaN/inf gradients: drop them, leave the weights as they are
+            self.zero_grad(set_to_none=True)
+            return
+        super().optimizers_step()
+
+    def _count_nonfinite_step(self, batch, loss):
+        """Count a skipped step; stop the run after ``nonfinite_patience`` in a row."""
+        self._nonfinite_loss = False
+        self.skipped_steps += 1
+        self.nonfinite_in_a_row += 1
+        loss = float(loss.detach())
+        where = ", ".join(batch.id) if not math.isfinite(loss) else "another process's batch"
+        logger.warning(
+            "Non-finite loss (%s) on %s: optimiser step skipped (%d in a row, nonfinite_patience=%d)",
+            loss, where, self.nonfinite_in_a_row, self.nonfinite_patience,
+        )
+        if self.nonfinite_in_a_row > self.nonfinite_patience:
+            raise NonFiniteLossError(
+                f"{self.hparams.output_folder}: training stopped: the loss was not finite for "
+                f"{self.nonfinite_in_a_row} optimiser steps in a row (utterances in log.txt); "
+                "lower lr_adam, check those files, or raise --nonfinite_patience"
+            )
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        if should_step:
+        if should_step and self._nonfinite_loss:
+            self._count_nonfinite_step(batch, loss)
+        elif should_step:
+            self.nonfinite_in_a_row = 0
             self.hparams.noam_annealing(self.optimizer)
         limit = float(self.hparams.max_train_minutes or 0)
         if limit > 0 and not self._time_is_up:
             up = [(time.time() - self._train_started) / 60.0 >= limit]
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if _distributed():
                 torch.distributed.broadcast_object_list(up, src=0)  # ranks stop together
             if up[0]:
                 logger.info("max_train_minutes=%s reached: stopping training", limit)
@@ -139,14 +193,20 @@ class SLU(sb.core.Brain):
 
     # -- stages -------------------------------------------------------------
     def on_stage_start(self, stage, epoch):
-        if stage != sb.Stage.TRAIN:
+        if stage == sb.Stage.TRAIN:
+            self.skipped_steps = 0
+        else:
             self.acc_metric = self.hparams.acc_computer()
             self.decoded = []
 
     def on_stage_end(self, stage, stage_loss, epoch):
         stats = {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
+            if self.skipped_steps:
+                stats["skipped_steps"] = self.skipped_steps  # non-finite losses this epoch
             self.train_stats = stats
+            if _distributed():
+                self._check_ranks_in_sync(epoch)
             return
         stats["ACC"] = self.acc_metric.summarize()
         if self.decoded:
@@ -157,8 +217,9 @@ class SLU(sb.core.Brain):
 
         if stage == sb.Stage.VALID:
             lr = self.hparams.noam_annealing.current_lr
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": lr, "steps": self.optimizer_step},
+            minutes = round((time.time() - self._train_started) / 60.0, 2)
+            self._log_stats(
+                stats_meta={"epoch": epoch, "lr": lr, "steps": self.optimizer_step, "minutes": minutes},
                 train_stats=getattr(self, "train_stats", None),
                 valid_stats=stats,
             )
@@ -168,7 +229,7 @@ class SLU(sb.core.Brain):
                 num_to_keep=self.hparams.keep_checkpoints,
             )
         elif stage == sb.Stage.TEST:
-            self.hparams.train_logger.log_stats(
+            self._log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
                 test_stats=stats,
             )
@@ -176,7 +237,27 @@ class SLU(sb.core.Brain):
                 out = Path(self.hparams.output_folder)
                 stop_metrics.write_predictions(out / "predictions_test.tsv", self.decoded)
                 (out / "metrics_test.json").write_text(json.dumps(scores, indent=2) + "\n")
+                logger.info("Test report: %s", write_report(out))
             self.test_scores = scores
+
+    def _log_stats(self, **stats):
+        """To train_log.txt, and to TensorBoard when ``use_tensorboard`` is on."""
+        self.hparams.train_logger.log_stats(**stats)
+        if getattr(self.hparams, "use_tensorboard", False) and if_main_process():
+            if not hasattr(self, "_tensorboard"):
+                from speechbrain.utils.train_logger import TensorboardLogger  # needs `tensorboard`
+
+                self._tensorboard = TensorboardLogger(self.hparams.tensorboard_logs)
+            stats["stats_meta"] = {k: v for k, v in stats["stats_meta"].items() if k != "Epoch loaded"}
+            self._tensorboard.log_stats(**stats)
+
+    def _check_ranks_in_sync(self, epoch):
+        """DDP: every process must hold the same weights; log their digests, stop if not."""
+        digests = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(digests, state_digest(self.hparams.model.state_dict()))
+        logger.info("epoch %s: model sha256 by rank: %s", epoch, " ".join(digests))
+        if len(set(digests)) > 1:
+            raise RuntimeError(f"epoch {epoch}: the processes' weights differ (sha256 by rank: {digests})")
 
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Load the average of the best checkpoints (by valid token accuracy)."""
@@ -258,10 +339,24 @@ def _save_recipe(hparams_file: str, overrides: dict, output_folder: Path):
     (output_folder / RECIPE_OVERRIDES).write_text(yaml.safe_dump(kept, sort_keys=True))
 
 
-def main(argv=None) -> dict:
-    """Run the whole recipe; returns the test metrics."""
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _numbers(value):
+    """``--lr_adam=1e-3`` as a number: YAML 1.1 (PyYAML) reads exponents without
+    a dot as strings, YAML 1.2 and users read them as floats."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return float(value) if isinstance(value, str) and _FLOAT.fullmatch(value) else value
+
+
+def main(argv=None, init_from=None) -> dict:
+    """Run the whole recipe; returns the test metrics. ``init_from``: a trained
+    model folder to fine-tune (recipes/STOP/finetune.py passes it)."""
     hparams_file, run_opts, overrides_text = sb.parse_arguments(argv if argv is not None else sys.argv[1:])
-    overrides = (yaml.safe_load(overrides_text) if overrides_text else None) or {}
+    overrides = _numbers((yaml.safe_load(overrides_text) if overrides_text else None) or {})
     sb.utils.distributed.ddp_init_group(run_opts)
 
     with open(hparams_file, encoding="utf-8") as f:
@@ -276,7 +371,10 @@ def main(argv=None) -> dict:
         overrides=overrides,
     )
     run_on_main(prepare_data, kwargs={"hparams": hparams})
-    run_on_main(build_tokenizer, kwargs={"hparams": hparams})
+    if init_from:  # fine-tuning: the source model's tokenizer, so the output layer matches
+        run_on_main(copy_tokenizer, kwargs={"model_dir": init_from, "folder": hparams["tokenizer_folder"]})
+    else:
+        run_on_main(build_tokenizer, kwargs={"hparams": hparams})
     tokenizer = ParseTokenizer(hparams["tokenizer_folder"])  # every rank loads the trained model
 
     if hparams["output_neurons"] != tokenizer.vocab_size:
@@ -296,6 +394,8 @@ def main(argv=None) -> dict:
         checkpointer=hparams["checkpointer"],
     )
     brain.tokenizer = tokenizer
+    if init_from:  # fine-tuning: start from the source model's averaged weights
+        load_source_weights(init_from, hparams, brain.device)
     brain.fit(
         brain.hparams.epoch_counter,
         train_data,
@@ -310,5 +410,5 @@ def main(argv=None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except PrepareError as error:
+    except (PrepareError, CheckpointError, NonFiniteLossError) as error:
         sys.exit(f"error: {error}")
