@@ -56,6 +56,6 @@ def trained(mini_release, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
     result = run_cli(
         "train", "mini", f"--data_folder={mini_release}", f"--output_folder={out}",
-        "--number_of_epochs=3", *TINY,
+        "--number_of_epochs=3", "--lr_adam=15e-4", *TINY,  # an exponent without a dot is a number too
     )
     return out, result
