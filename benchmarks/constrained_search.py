@@ -19,10 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from stop_slu import parses
-from stop_slu.data_prep.audio import load_audio
 from stop_slu.recipe.stop_inference import SLUParser
 from stop_slu.recipe.stop_metrics import score
 
@@ -32,12 +29,7 @@ def decode(parser: SLUParser, rows: list[dict], batch_size: int) -> tuple[dict, 
     hyps, spent = {}, 0.0
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        signals = [torch.from_numpy(load_audio(r["wav"], 16000)) for r in chunk]
-        longest = max(len(s) for s in signals)
-        wavs = torch.zeros(len(signals), longest)
-        for i, s in enumerate(signals):
-            wavs[i, : len(s)] = s
-        lens = torch.tensor([len(s) / longest for s in signals])
+        wavs, lens = parser.load_batch([r["wav"] for r in chunk])
         started = time.perf_counter()
         for row, parse in zip(chunk, parser.parse_batch(wavs, lens)):
             hyps[row["ID"]] = parse

@@ -60,7 +60,6 @@ def _batch(seconds: float, utterance: float, sample_rate: int, vocab: int):
 
 def measure(config: str, seconds: float, utterance: float, vocab: int) -> dict:
     """One process: peak memory of a training step on ``seconds`` of audio."""
-    import torch
     from hyperpyyaml import load_hyperpyyaml
 
     from stop_slu.recipe.train import SLU

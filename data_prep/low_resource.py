@@ -28,10 +28,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from stop_slu.data_prep.prepare import PrepareError, _prepare_split, read_manifest
+from stop_slu.data_prep.prepare import DUPLICATE_ROW, PrepareError, _prepare_split, read_manifest
 from stop_slu.data_prep.release import SPLITS, utterance_id
-
-DUPLICATE = "duplicate row"  # the reason prepare gives a repeated utterance starts so
 
 
 def find_low_resource_files(folder) -> dict[str, Path]:
@@ -120,9 +118,9 @@ def prepare_low_resource(folder, root: Path, target: str, strict: bool, pool, pr
         rows, unknown = join_labels(entries, by_id)
         csv_rows, skipped, notes = _prepare_split(root, name, rows, None, pool, progress)
         skipped = sorted([{"split": name, **e} for e in malformed + unknown] + skipped, key=lambda e: e["line"])
-        duplicates = sum(e["reason"].startswith(DUPLICATE) for e in skipped)
+        duplicates = sum(e["reason"] == DUPLICATE_ROW for e in skipped)
         if strict and len(skipped) > duplicates:
-            first = next(e for e in skipped if not e["reason"].startswith(DUPLICATE))
+            first = next(e for e in skipped if e["reason"] != DUPLICATE_ROW)
             raise PrepareError(
                 f"{path}:{first['line']}: {first['reason']} ({first['file_id']}); "
                 f"drop --strict to skip such lines"

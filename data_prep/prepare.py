@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 CSV_COLUMNS = ("ID", "duration", "wav", "domain", "gender", "native", "transcript", "semantics")
 REPORT_NAME = "prepare_report.json"
 _NEEDED = ("file_id", "domain", "gender", "native", TRANSCRIPT_COLUMN)
+DUPLICATE_ROW = "duplicate row (same file_id as an earlier row)"  # a skip reason
 
 
 class PrepareError(Exception):
@@ -192,7 +193,7 @@ def _finish_split(split, started, progress):
         transcript = transcript.strip()
         reason = parse_reason or (None if transcript else "empty transcript") or reason
         if reason is None and uid in seen_ids:
-            reason = "duplicate row (same file_id as an earlier row)"
+            reason = DUPLICATE_ROW
         if reason is not None:
             skipped.append({"split": split, "line": line, "file_id": file_id, "reason": reason})
             continue

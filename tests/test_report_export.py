@@ -68,15 +68,10 @@ def test_exported_model_parses_like_the_recipe_in_a_fresh_process(trained, tmp_p
     rows = _test_rows(out)
     assert len(rows) <= 32  # one test batch, so padding matches the recipe's decoding
     script = (
-        "import json, sys, torch\n"
-        "from stop_slu.data_prep.audio import load_audio\n"
+        "import json, sys\n"
         "from stop_slu.recipe.stop_inference import SLUParser\n"
         "parser = SLUParser.from_hparams(source=sys.argv[1])\n"
-        "sigs = [torch.from_numpy(load_audio(p, 16000)) for p in sys.argv[2:]]\n"
-        "longest = max(len(s) for s in sigs)\n"
-        "wavs = torch.zeros(len(sigs), longest)\n"
-        "for i, s in enumerate(sigs): wavs[i, :len(s)] = s\n"
-        "lens = torch.tensor([len(s) / longest for s in sigs])\n"
+        "wavs, lens = parser.load_batch(sys.argv[2:])\n"
         "print(json.dumps({'batch': parser.parse_batch(wavs, lens), 'file': parser.parse_file(sys.argv[2])}))\n"
     )
     result = subprocess.run([sys.executable, "-c", script, str(export), *(r["wav"] for r in rows)],

@@ -28,23 +28,11 @@ import yaml
 from speechbrain.utils.checkpoints import Checkpointer
 
 from stop_slu.recipe.stop_checkpoints import load_averaged_model
-from stop_slu.recipe.stop_inference import RECIPE_COPY, RECIPE_OVERRIDES, ModelFolderError
+from stop_slu.recipe.stop_inference import (
+    MODEL_TOKENIZER, RECIPE_COPY, RECIPE_OVERRIDES, ModelFolderError, check_model_folder,
+)
 
 FINETUNE_OVERRIDES = Path(__file__).resolve().parents[2] / "hparams" / "finetune.yaml"
-TOKENIZER = Path("save") / "tokenizer"
-
-
-def check_model_folder(model_dir) -> Path:
-    """The folder, if it holds a config, a tokenizer and at least one checkpoint."""
-    model_dir = Path(model_dir).resolve()
-    if not (model_dir / RECIPE_COPY).is_file():
-        raise ModelFolderError(f"{model_dir}: not a trained model folder (no {RECIPE_COPY}); "
-                               "pass the --output_folder of a finished training run")
-    if not (model_dir / TOKENIZER / "tokenizer.model").is_file():
-        raise ModelFolderError(f"{model_dir / TOKENIZER}: tokenizer missing; the model folder is incomplete")
-    if not any((model_dir / "save").glob("CKPT+*")):
-        raise ModelFolderError(f"{model_dir / 'save'}: no checkpoint; training has not saved a model yet")
-    return model_dir
 
 
 def recipe_argv(model_dir: Path, overrides_file: Path, argv: list[str]) -> list[str]:
@@ -66,7 +54,7 @@ def copy_tokenizer(model_dir, folder):
     """The source model's tokenizer, byte for byte: its ids are the output layer's."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for path in (Path(model_dir) / TOKENIZER).iterdir():
+    for path in (Path(model_dir) / MODEL_TOKENIZER).iterdir():
         if path.is_file():
             shutil.copyfile(path, folder / path.name)
 

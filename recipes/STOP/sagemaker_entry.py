@@ -146,12 +146,11 @@ def training_command(job: JobEnvironment, recipe_args: list[str]) -> list[str]:
 
 def prepare_on_this_host(recipe_args: list[str]):
     """The CSVs and the tokenizer on this instance's disk, before training starts."""
-    import speechbrain as sb
     from hyperpyyaml import load_hyperpyyaml
 
     from stop_slu.recipe import train
 
-    hparams_file, _, overrides = sb.parse_arguments(recipe_args)
+    hparams_file, _, overrides = train.parse_recipe_arguments(recipe_args)
     with open(hparams_file, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, overrides)
     train.prepare_data(hparams)

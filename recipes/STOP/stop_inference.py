@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from speechbrain.utils.data_utils import batch_pad_right
 from hyperpyyaml import load_hyperpyyaml
 import yaml
 
@@ -62,6 +63,25 @@ def _inside(folder: Path, path: Path):
         )
 
 
+MODEL_TOKENIZER = Path("save") / "tokenizer"  # in a training output folder
+
+
+def check_model_folder(folder) -> Path:
+    """A training output folder (resolved) that holds its config, its tokenizer
+    and at least one checkpoint; else ModelFolderError saying what is missing."""
+    folder = Path(folder).resolve()
+    if not (folder / RECIPE_COPY).is_file():
+        raise ModelFolderError(
+            f"{folder}: not a trained model folder (no {RECIPE_COPY}); "
+            "pass the --output_folder of a finished training run"
+        )
+    if not (folder / MODEL_TOKENIZER / "tokenizer.model").is_file():
+        raise ModelFolderError(f"{folder / MODEL_TOKENIZER}: tokenizer missing; the model folder is incomplete")
+    if not any((folder / "save").glob("CKPT+*")):
+        raise ModelFolderError(f"{folder / 'save'}: no checkpoint; training has not saved a model yet")
+    return folder
+
+
 class SLUParser:
     """A trained model ready to parse audio."""
 
@@ -81,26 +101,20 @@ class SLUParser:
         recipe = folder / RECIPE_COPY
         if not recipe.is_file() and (folder / EXPORT_HPARAMS).is_file():
             return cls.from_hparams(folder, device=device, overrides=overrides)
-        if not recipe.is_file():
-            raise ModelFolderError(
-                f"{folder}: not a trained model folder (no {RECIPE_COPY}); "
-                "pass the --output_folder of a finished training run"
-            )
         overrides_path = folder / RECIPE_OVERRIDES
         save = folder / "save"
         for path in (recipe, overrides_path, save, *sorted(save.rglob("*"))):
             _inside(folder, path)  # before anything is read: no symlink out of the folder
+        check_model_folder(folder)
         trained_with = yaml.safe_load(overrides_path.read_text()) if overrides_path.is_file() else {}
         overrides = {  # the folder's own layout, whatever the overrides of the training run said
             **(trained_with or {}), "output_folder": str(folder), "data_folder": str(folder),
-            "save_folder": str(save), "tokenizer_folder": str(save / "tokenizer"), **(overrides or {}),
+            "save_folder": str(save), "tokenizer_folder": str(folder / MODEL_TOKENIZER), **(overrides or {}),
         }
         with open(recipe, encoding="utf-8") as f:
             hparams = load_hyperpyyaml(f, overrides)
         _inside(folder, Path(hparams["checkpointer"].checkpoints_dir))
         tokenizer_dir = Path(hparams["tokenizer_folder"])
-        if not (tokenizer_dir / "tokenizer.model").is_file():
-            raise ModelFolderError(f"{tokenizer_dir}: tokenizer missing; the model folder is incomplete")
         if not load_averaged_model(hparams, max_key="ACC", device=device):
             raise ModelFolderError(f"{hparams['save_folder']}: no checkpoint; training has not saved a model yet")
         return cls(hparams, ParseTokenizer(tokenizer_dir), device, overrides=trained_with)
@@ -143,18 +157,18 @@ class SLUParser:
         hyps, _, _, _ = hp["test_search"](enc_out, wav_lens)
         return [output_parse(self.tokenizer, h, hp["decouple_output"]) for h in hyps]
 
+    def load_batch(self, paths) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio files as a padded batch and relative lengths, padded the way the
+        recipe's data loader pads them (SpeechBrain's ``batch_pad_right``)."""
+        signals = [torch.from_numpy(load_audio(str(p), self.hparams["sample_rate"])) for p in paths]
+        return batch_pad_right(signals)
+
     def parse_files(self, paths, batch_size: int = 8) -> list[dict]:
         """One dict per file: file, parse, intent, slots."""
         results = []
         paths = [str(p) for p in paths]
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
-            signals = [torch.from_numpy(load_audio(p, self.hparams["sample_rate"])) for p in chunk]
-            longest = max(len(s) for s in signals)
-            wavs = torch.zeros(len(signals), longest)
-            for i, s in enumerate(signals):
-                wavs[i, : len(s)] = s
-            wav_lens = torch.tensor([len(s) / longest for s in signals])
-            for path, parse in zip(chunk, self.parse_batch(wavs, wav_lens)):
+            for path, parse in zip(chunk, self.parse_batch(*self.load_batch(chunk))):
                 results.append({"file": path, **describe(parse)})
         return results

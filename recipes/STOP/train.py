@@ -352,11 +352,17 @@ def _numbers(value):
     return float(value) if isinstance(value, str) and _FLOAT.fullmatch(value) else value
 
 
+def parse_recipe_arguments(argv) -> tuple[str, dict, dict]:
+    """SpeechBrain's command line (``HPARAMS --key=value ...``) as
+    ``(hparams file, run options, YAML overrides as a dict)``."""
+    hparams_file, run_opts, overrides_text = sb.parse_arguments(argv)
+    return hparams_file, run_opts, _numbers((yaml.safe_load(overrides_text) if overrides_text else None) or {})
+
+
 def main(argv=None, init_from=None) -> dict:
     """Run the whole recipe; returns the test metrics. ``init_from``: a trained
     model folder to fine-tune (recipes/STOP/finetune.py passes it)."""
-    hparams_file, run_opts, overrides_text = sb.parse_arguments(argv if argv is not None else sys.argv[1:])
-    overrides = _numbers((yaml.safe_load(overrides_text) if overrides_text else None) or {})
+    hparams_file, run_opts, overrides = parse_recipe_arguments(argv if argv is not None else sys.argv[1:])
     sb.utils.distributed.ddp_init_group(run_opts)
 
     with open(hparams_file, encoding="utf-8") as f:
