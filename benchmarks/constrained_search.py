@@ -20,15 +20,15 @@ import time
 from pathlib import Path
 
 from stop_slu import parses
-from stop_slu.recipe.stop_inference import SLUParser
-from stop_slu.recipe.stop_metrics import score
+from stop_slu.inference import SLUParser
+from stop_slu.metrics import score
 
 
 def decode(parser: SLUParser, rows: list[dict], batch_size: int) -> tuple[dict, float]:
     """ID -> parse for every row, and the wall time spent (audio loading excluded)."""
     hyps, spent = {}, 0.0
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
+        chunk = rows[start : start + batch_size]
         wavs, lens = parser.load_batch([r["wav"] for r in chunk])
         started = time.perf_counter()
         for row, parse in zip(chunk, parser.parse_batch(wavs, lens)):

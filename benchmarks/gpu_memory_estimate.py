@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 def _status_kib(field: str) -> int:
@@ -48,13 +48,17 @@ def _batch(seconds: float, utterance: float, sample_rate: int, vocab: int):
     items = []
     for i in range(max(1, round(seconds / utterance))):
         tokens = torch.randint(4, vocab, (20,), generator=generator)
-        items.append({
-            "id": f"utt{i}", "domain": "alarm", "semantics": "",
-            "sig": 0.1 * torch.randn(int(utterance * sample_rate), generator=generator),
-            "tokens_bos": torch.cat([torch.tensor([2]), tokens]),
-            "tokens_eos": torch.cat([tokens, torch.tensor([3])]),
-            "tokens": tokens,
-        })
+        items.append(
+            {
+                "id": f"utt{i}",
+                "domain": "alarm",
+                "semantics": "",
+                "sig": 0.1 * torch.randn(int(utterance * sample_rate), generator=generator),
+                "tokens_bos": torch.cat([torch.tensor([2]), tokens]),
+                "tokens_eos": torch.cat([tokens, torch.tensor([3])]),
+                "tokens": tokens,
+            }
+        )
     return PaddedBatch(items)
 
 
@@ -66,8 +70,12 @@ def measure(config: str, seconds: float, utterance: float, vocab: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp, open(config, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, {"data_folder": tmp, "output_folder": tmp, "output_neurons": vocab})
-        brain = SLU(modules=hparams["modules"], opt_class=hparams["Adam"], hparams=hparams,
-                    run_opts={"device": "cpu", "precision": "bf16"})
+        brain = SLU(
+            modules=hparams["modules"],
+            opt_class=hparams["Adam"],
+            hparams=hparams,
+            run_opts={"device": "cpu", "precision": "bf16"},
+        )
         brain.on_fit_start()
         brain.modules.train()
         rate = hparams["sample_rate"]
@@ -78,8 +86,13 @@ def measure(config: str, seconds: float, utterance: float, vocab: int) -> dict:
         brain.fit_batch(batch)
         peak = _status_kib("VmHWM")
         trained = sum(p.numel() for p in hparams["model"].parameters() if p.requires_grad)
-    return {"seconds": seconds, "utterances": len(batch), "step_peak_gib": (peak - steady) * 1024 / GIB,
-            "trained_parameters": trained, "max_batch_length": hparams["dynamic_batch_sampler_train"]["max_batch_length"]}
+    return {
+        "seconds": seconds,
+        "utterances": len(batch),
+        "step_peak_gib": (peak - steady) * 1024 / GIB,
+        "trained_parameters": trained,
+        "max_batch_length": hparams["dynamic_batch_sampler_train"]["max_batch_length"],
+    }
 
 
 def main():
@@ -99,8 +112,20 @@ def main():
     runs = []
     for seconds in args.lengths:
         out = subprocess.run(
-            [sys.executable, __file__, args.config, "--one", str(seconds), "--utterance", str(args.utterance),
-             "--vocab", str(args.vocab)], capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                __file__,
+                args.config,
+                "--one",
+                str(seconds),
+                "--utterance",
+                str(args.utterance),
+                "--vocab",
+                str(args.vocab),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(runs[-1]), flush=True)
@@ -111,11 +136,18 @@ def main():
     length = runs[0]["max_batch_length"]
     activations = intercept + slope * length
     steady = 16 * runs[0]["trained_parameters"] / GIB
-    print(json.dumps({
-        "config": args.config, "max_batch_length": length, "activation_gib_per_100s": round(100 * slope, 3),
-        "estimated_activations_gib": round(activations, 1), "steady_gib": round(steady, 1),
-        "estimated_peak_gib": round(activations + steady, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "config": args.config,
+                "max_batch_length": length,
+                "activation_gib_per_100s": round(100 * slope, 3),
+                "estimated_activations_gib": round(activations, 1),
+                "steady_gib": round(steady, 1),
+                "estimated_peak_gib": round(activations + steady, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from stop_slu.data_prep.audio import load_audio
 from stop_slu.data_prep.synth import synthesize
-from stop_slu.recipe.stop_inference import SLUParser
+from stop_slu.inference import SLUParser
 from stop_slu.tokenizer.parse_tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,8 +71,12 @@ def decode(model: SLUParser, wavs) -> dict:
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     audio = sum(sf.info(w).duration for w in wavs)
     tokens = sum(len(model.tokenizer.encode(r["parse"])) for r in results) / len(results)
-    return {"rtf": round(seconds / audio, 3), "cpu_rtf": round(cpu_seconds / audio, 3),
-            "mean_output_tokens": round(tokens, 1), "max_decode_ratio": model.hparams["max_decode_ratio"]}
+    return {
+        "rtf": round(seconds / audio, 3),
+        "cpu_rtf": round(cpu_seconds / audio, 3),
+        "mean_output_tokens": round(tokens, 1),
+        "max_decode_ratio": model.hparams["max_decode_ratio"],
+    }
 
 
 def main(argv=None):
@@ -95,30 +99,41 @@ def main(argv=None):
                 return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
 
         vocab_size = build(args.config, tmp)["vocab_size"]
-        tokenizer = train_tokenizer([r["decoupled_normalized_seqlogical"] for r in rows("train")],
-                                    tmp / "tokenizer", vocab_size)
+        tokenizer = train_tokenizer(
+            [r["decoupled_normalized_seqlogical"] for r in rows("train")], tmp / "tokenizer", vocab_size
+        )
         wavs = sorted((data / "test_0").rglob("*.wav"))[: args.utterances]
-        references = {Path(r["file_id"]).name: r["decoupled_normalized_seqlogical"]
-                      for r in rows("test") if r["file_id"].startswith("test_0/")}
+        references = {
+            Path(r["file_id"]).name: r["decoupled_normalized_seqlogical"]
+            for r in rows("test")
+            if r["file_id"].startswith("test_0/")
+        }
         # encoder frames are 40 ms (4 x 10 ms fbank frames): tokens per frame of the references
         ratio = sum(len(tokenizer.encode(references[w.name])) for w in wavs) / sum(
-            sf.info(w).duration / 0.04 for w in wavs)
+            sf.info(w).duration / 0.04 for w in wavs
+        )
 
-        report = {"config": Path(args.config).name, "threads": args.threads, "utterances": len(wavs),
-                  "audio_seconds": round(sum(sf.info(w).duration for w in wavs), 1),
-                  "mean_reference_tokens": round(sum(len(tokenizer.encode(references[w.name])) for w in wavs)
-                                                 / len(wavs), 1)}
+        report = {
+            "config": Path(args.config).name,
+            "threads": args.threads,
+            "utterances": len(wavs),
+            "audio_seconds": round(sum(sf.info(w).duration for w in wavs), 1),
+            "mean_reference_tokens": round(sum(len(tokenizer.encode(references[w.name])) for w in wavs) / len(wavs), 1),
+        }
         for name, overrides in (("limit", {}), ("reference_length", {"max_decode_ratio": round(ratio, 4)})):
             hparams = build(args.config, tmp, tokenizer, **overrides)
             fit_normalizer(hparams, sorted((data / "train").rglob("*.wav"))[:50])
             if name == "limit":
                 torch.save(hparams["model"].state_dict(), tmp / "model.ckpt")
-                report.update({
-                    "parameters": sum(p.numel() for p in hparams["model"].parameters()),
-                    "checkpoint_mb_fp32": round((tmp / "model.ckpt").stat().st_size / 2**20, 1),
-                    "output_tokens": tokenizer.vocab_size, "beam": hparams["test_beam_size"],
-                    "ctc_weight_decode": hparams["ctc_weight_decode"],
-                })
+                report.update(
+                    {
+                        "parameters": sum(p.numel() for p in hparams["model"].parameters()),
+                        "checkpoint_mb_fp32": round((tmp / "model.ckpt").stat().st_size / 2**20, 1),
+                        "output_tokens": tokenizer.vocab_size,
+                        "beam": hparams["test_beam_size"],
+                        "ctc_weight_decode": hparams["ctc_weight_decode"],
+                    }
+                )
             report[name] = decode(SLUParser(hparams, tokenizer, device="cpu"), wavs)
     report["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report, indent=2))

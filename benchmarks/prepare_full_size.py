@@ -65,7 +65,7 @@ def utterance_texts(sizes: dict, topv2: Path) -> tuple[str, dict]:
         source = f"TOPv2 text from {topv2}"
     else:
         drawn = grammar.generate(sum(per_take.values()), seed=0)
-        pools = {"train": drawn, "eval": drawn[per_take["train"]:], "test": drawn[::-1]}
+        pools = {"train": drawn, "eval": drawn[per_take["train"] :], "test": drawn[::-1]}
         source = "built-in grammar (distinct utterances: targets repeat less than in STOP)"
     return source, {split: [pools[split][i % len(pools[split])] for i in range(n)] for split, n in per_take.items()}
 
@@ -134,8 +134,11 @@ def naive_prepare(release: Path, out: Path) -> None:
     release = release.resolve()  # absolute wav paths, resolved once (not per file)
     for split in STOP_SIZES:
         frame = pd.read_csv(
-            release / "manifests" / f"{split}.tsv", sep="\t", dtype=str,
-            keep_default_na=False, quoting=csv.QUOTE_NONE,
+            release / "manifests" / f"{split}.tsv",
+            sep="\t",
+            dtype=str,
+            keep_default_na=False,
+            quoting=csv.QUOTE_NONE,
         )
         rows = []
         for row in frame.itertuples(index=False):
@@ -143,12 +146,18 @@ def naive_prepare(release: Path, out: Path) -> None:
             if path is None:
                 continue
             info = sf.info(str(path))
-            rows.append({
-                "ID": utterance_id(row.file_id), "duration": round(info.frames / info.samplerate, 4),
-                "wav": str(path), "domain": row.domain, "gender": row.gender,
-                "native": row.native, "transcript": row.normalized_utterance,
-                "semantics": row.decoupled_normalized_seqlogical,
-            })
+            rows.append(
+                {
+                    "ID": utterance_id(row.file_id),
+                    "duration": round(info.frames / info.samplerate, 4),
+                    "wav": str(path),
+                    "domain": row.domain,
+                    "gender": row.gender,
+                    "native": row.native,
+                    "transcript": row.normalized_utterance,
+                    "semantics": row.decoupled_normalized_seqlogical,
+                }
+            )
         pd.DataFrame(rows).to_csv(out / f"{split}.csv", index=False)
 
 
@@ -202,11 +211,17 @@ def count_rows(folder: Path) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "stop_slu_full_size"),
-                        help="work folder, outside the repository so that `grep -r` does not walk "
-                             "230,000 wav links (default: %(default)s)")
-    parser.add_argument("--topv2", default=str(REPO.parent / "shared" / "topv2"),
-                        help="TOPv2 folder for STOP's own text (default: %(default)s; without it, the grammar's)")
+    parser.add_argument(
+        "--work",
+        default=str(Path(tempfile.gettempdir()) / "stop_slu_full_size"),
+        help="work folder, outside the repository so that `grep -r` does not walk "
+        "230,000 wav links (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--topv2",
+        default=str(REPO.parent / "shared" / "topv2"),
+        help="TOPv2 folder for STOP's own text (default: %(default)s; without it, the grammar's)",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of STOP's split sizes (default 1)")
     parser.add_argument("--rounds", type=int, default=1, help="timed rounds; the order alternates")
     parser.add_argument("--child", choices=sorted(METHODS), help=argparse.SUPPRESS)
@@ -218,10 +233,17 @@ def main(argv=None):
         started, cpu_started = time.perf_counter(), cpu_seconds()
         METHODS[args.child](Path(args.release), Path(args.out))
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
-        print(json.dumps({
-            "method": args.child, "seconds": round(seconds, 2), "cpu_s": round(cpu, 2),
-            "main_peak_mib": peak_rss_mib(), "worker_peak_mib": worker_peak_rss_mib(),
-        }))
+        print(
+            json.dumps(
+                {
+                    "method": args.child,
+                    "seconds": round(seconds, 2),
+                    "cpu_s": round(cpu, 2),
+                    "main_peak_mib": peak_rss_mib(),
+                    "worker_peak_mib": worker_peak_rss_mib(),
+                }
+            )
+        )
         return 0
 
     work = Path(args.work)
@@ -242,9 +264,12 @@ def main(argv=None):
         for name in order if round_ % 2 == 0 else order[::-1]:
             result = run_child(name, release, work / f"out_{name}")
             results[name].append(result)
-            print(f"round {round_ + 1}: {name}: {result['seconds']:.1f} s wall, {result['cpu_s']:.1f} s CPU, "
-                  f"peak RSS {result['peak_rss_mib']:.0f} MiB (main {result['main_peak_mib']:.0f}, "
-                  f"each worker {result['worker_peak_mib']:.0f})", flush=True)
+            print(
+                f"round {round_ + 1}: {name}: {result['seconds']:.1f} s wall, {result['cpu_s']:.1f} s CPU, "
+                f"peak RSS {result['peak_rss_mib']:.0f} MiB (main {result['main_peak_mib']:.0f}, "
+                f"each worker {result['worker_peak_mib']:.0f})",
+                flush=True,
+            )
     for name in METHODS:
         rows = count_rows(work / f"out_{name}")
         if rows != sizes:
@@ -253,18 +278,25 @@ def main(argv=None):
     cpu = {name: min(r["cpu_s"] for r in runs) for name, runs in results.items()}
     peak = {name: max(r["peak_rss_mib"] for r in runs) for name, runs in results.items()}
     summary = {
-        "rows": sizes, "text": text, "rounds": args.rounds,
-        "naive_s": best["naive"], "prepare_s": best["prepare"],
+        "rows": sizes,
+        "text": text,
+        "rounds": args.rounds,
+        "naive_s": best["naive"],
+        "prepare_s": best["prepare"],
         "ratio": round(best["prepare"] / best["naive"], 3),
-        "naive_cpu_s": cpu["naive"], "prepare_cpu_s": cpu["prepare"],
+        "naive_cpu_s": cpu["naive"],
+        "prepare_cpu_s": cpu["prepare"],
         "cpu_ratio": round(cpu["prepare"] / cpu["naive"], 3),
-        "naive_peak_rss_mib": peak["naive"], "prepare_peak_rss_mib": peak["prepare"],
+        "naive_peak_rss_mib": peak["naive"],
+        "prepare_peak_rss_mib": peak["prepare"],
         "cpus": os.cpu_count(),
     }
     print(json.dumps(summary, indent=2))
-    print(f"prepare / naive wall time: {summary['ratio']:.3f}x (target <= 0.3x), "
-          f"CPU time {summary['cpu_ratio']:.3f}x; "
-          f"peak RSS {peak['prepare']:.0f} MiB (target < 1024 MiB)")
+    print(
+        f"prepare / naive wall time: {summary['ratio']:.3f}x (target <= 0.3x), "
+        f"CPU time {summary['cpu_ratio']:.3f}x; "
+        f"peak RSS {peak['prepare']:.0f} MiB (target < 1024 MiB)"
+    )
     return 0
 
 

@@ -38,15 +38,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def unseen_slot_word_share(prepared: Path) -> float:
     """Percent of test utterances with a slot word that no training target has."""
+
     def rows(split):
         with open(prepared / f"{split}.csv", encoding="utf-8") as f:
             return list(csv.DictReader(f))
 
     seen = {w for r in rows("train") for _, text in parses.slots(r["semantics"]) for w in text.split()}
     test = rows("test")
-    unseen = sum(
-        any(w not in seen for _, text in parses.slots(r["semantics"]) for w in text.split()) for r in test
-    )
+    unseen = sum(any(w not in seen for _, text in parses.slots(r["semantics"]) for w in text.split()) for r in test)
     return round(100.0 * unseen / len(test), 1) if test else 0.0
 
 
@@ -61,8 +60,11 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--hparams", default="mini")
     parser.add_argument("--name", default="run", help="name of this run's output folder")
-    parser.add_argument("--gpu", action="store_true",
-                        help="GPU headroom run: conformer, all 8 domains, 20,000 train utterances, bf16, 60 min")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="GPU headroom run: conformer, all 8 domains, 20,000 train utterances, bf16, 60 min",
+    )
     parser.add_argument("overrides", nargs="*", help="recipe overrides, after --")
     args = parser.parse_args(argv)
     if args.gpu:
@@ -86,17 +88,29 @@ def main(argv=None):
     data = work / "data"
     if not (data / "manifests" / "test.tsv").is_file():
         synthesize(
-            data, n_train=args.train, n_eval=args.valid, n_test=args.test, seed=0,
-            text_dir=topv2, domains=args.domains.split(","),
+            data,
+            n_train=args.train,
+            n_eval=args.valid,
+            n_test=args.test,
+            seed=0,
+            text_dir=topv2,
+            domains=args.domains.split(","),
         )
     out = work / args.name
     started = time.time()
-    scores = train.main([
-        str(hparams_path(args.hparams)), f"--data_folder={data}", f"--output_folder={out}",
-        f"--max_train_minutes={args.minutes}", *args.overrides,
-    ])
+    scores = train.main(
+        [
+            str(hparams_path(args.hparams)),
+            f"--data_folder={data}",
+            f"--output_folder={out}",
+            f"--max_train_minutes={args.minutes}",
+            *args.overrides,
+        ]
+    )
     result = {
-        "hparams": args.hparams, "overrides": args.overrides, "minutes": args.minutes,
+        "hparams": args.hparams,
+        "overrides": args.overrides,
+        "minutes": args.minutes,
         "wall_minutes": round((time.time() - started) / 60, 1),
         "unseen_slot_word_pct": unseen_slot_word_share(out / "data"),
         **{k: scores[k] for k in ("em", "em_tree", "intent_acc", "slot_f1", "valid", "n")},

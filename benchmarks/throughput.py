@@ -110,9 +110,14 @@ def rates(sizes, start: tuple, end: tuple) -> dict:
     utts, audio = sum(s[0] for s in sizes), sum(s[1] for s in sizes)
     seconds, cpu = end[0] - start[0], end[1] - start[1]
     return {
-        "steps": len(sizes), "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "utterances": utts,
-        "audio_seconds": round(audio, 1), "utt_per_s": round(utts / seconds, 2),
-        "audio_s_per_s": round(audio / seconds, 2), "audio_s_per_cpu_s": round(audio / cpu, 2),
+        "steps": len(sizes),
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
+        "utterances": utts,
+        "audio_seconds": round(audio, 1),
+        "utt_per_s": round(utts / seconds, 2),
+        "audio_s_per_s": round(audio / seconds, 2),
+        "audio_s_per_cpu_s": round(audio / cpu, 2),
     }
 
 
@@ -135,15 +140,18 @@ def run_recipe(data: Path, overrides: list[str], warmup: int, steps: int, ids_fi
     with tempfile.TemporaryDirectory() as output:
         hparams, run_opts, tokenizer, (train_data, _, _, loader_kwargs) = load_recipe(data, Path(output), overrides)
         brain = TimedSLU(
-            modules=hparams["modules"], opt_class=hparams["Adam"], hparams=hparams,
-            run_opts={**run_opts, "optimizer_step_limit": warmup + steps}, checkpointer=hparams["checkpointer"],
+            modules=hparams["modules"],
+            opt_class=hparams["Adam"],
+            hparams=hparams,
+            run_opts={**run_opts, "optimizer_step_limit": warmup + steps},
+            checkpointer=hparams["checkpointer"],
         )
         brain.tokenizer = tokenizer
         brain.bench_sizes, brain.bench_ids, brain.bench_ends = [], [], []
         brain.fit(brain.hparams.epoch_counter, train_data, None, train_loader_kwargs=loader_kwargs)
     ends = brain.bench_ends
     ids_file.write_text(json.dumps(brain.bench_ids))
-    return rates(brain.bench_sizes[warmup:warmup + steps], ends[warmup - 1], ends[warmup + steps - 1])
+    return rates(brain.bench_sizes[warmup : warmup + steps], ends[warmup - 1], ends[warmup + steps - 1])
 
 
 # ---- training: the bare PyTorch loop ------------------------------------------------
@@ -155,7 +163,7 @@ def run_bare(data: Path, overrides: list[str], warmup: int, steps: int, ids_file
         hparams, run_opts, _, (train_data, _, _, _) = load_recipe(data, Path(output), overrides)
     position = {uid: i for i, uid in enumerate(train_data.data_ids)}
     batches = [PaddedBatch([train_data[position[uid]] for uid in ids]) for ids in json.loads(ids_file.read_text())]
-    batches = batches[:warmup + steps]
+    batches = batches[: warmup + steps]
 
     modules = torch.nn.ModuleDict(hparams["modules"]).train()
     optimizer = hparams["Adam"](modules.parameters())
@@ -187,7 +195,7 @@ def run_bare(data: Path, overrides: list[str], warmup: int, steps: int, ids_file
         optimizer.zero_grad(set_to_none=True)
         hparams["noam_annealing"](optimizer)
         ends.append(clock())
-    return rates([batch_size(b) for b in batches[warmup:warmup + steps]], ends[warmup - 1], ends[warmup + steps - 1])
+    return rates([batch_size(b) for b in batches[warmup : warmup + steps]], ends[warmup - 1], ends[warmup + steps - 1])
 
 
 # ---- decoding ------------------------------------------------------------------------
@@ -197,9 +205,18 @@ def ensure_trained_model(work: Path, data: Path, epochs: int) -> Path:
     model = work / f"model_{epochs}epochs"
     if not (model / "metrics_test.json").is_file():
         subprocess.run(
-            [sys.executable, "-m", "stop_slu.cli", "train", str(HPARAMS), f"--data_folder={data}",
-             f"--output_folder={model}", f"--number_of_epochs={epochs}"],
-            check=True, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "stop_slu.cli",
+                "train",
+                str(HPARAMS),
+                f"--data_folder={data}",
+                f"--output_folder={model}",
+                f"--number_of_epochs={epochs}",
+            ],
+            check=True,
+            cwd=REPO,
         )
     return model
 
@@ -224,7 +241,10 @@ def run_decoding(data: Path, model: Path, overrides: list[str]) -> dict:
 
     hparams, run_opts, tokenizer, (_, _, test_data, _) = load_recipe(data, model, overrides, share_prepared=False)
     brain = train.SLU(
-        modules=hparams["modules"], opt_class=hparams["Adam"], hparams=hparams, run_opts=run_opts,
+        modules=hparams["modules"],
+        opt_class=hparams["Adam"],
+        hparams=hparams,
+        run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
     brain.tokenizer = tokenizer
@@ -237,11 +257,15 @@ def run_decoding(data: Path, model: Path, overrides: list[str]) -> dict:
     hyp_tokens = [len(tokenizer.encode(hyp)) for _, hyp, _, _ in brain.decoded]
     ref_tokens = [len(tokenizer.encode(ref)) for _, _, ref, _ in brain.decoded]
     return {
-        "utterances": len(brain.decoded), "audio_seconds": round(audio, 1), "seconds": round(seconds, 2),
-        "rtf": round(seconds / audio, 4), "cpu_seconds_per_audio_second": round(cpu / audio, 4),
+        "utterances": len(brain.decoded),
+        "audio_seconds": round(audio, 1),
+        "seconds": round(seconds, 2),
+        "rtf": round(seconds / audio, 4),
+        "cpu_seconds_per_audio_second": round(cpu / audio, 4),
         "search_seconds": round(search.seconds, 2),
         "search_rtf": round(search.seconds / audio, 4),
-        "beam": hparams["test_beam_size"], "ctc_weight_decode": hparams["ctc_weight_decode"],
+        "beam": hparams["test_beam_size"],
+        "ctc_weight_decode": hparams["ctc_weight_decode"],
         "test_batch_size": hparams["test_dataloader_opts"]["batch_size"],
         "tree_constrained_search": hparams.get("tree_constrained_search"),
         "em": round(brain.test_scores["em"], 1),
@@ -253,10 +277,28 @@ def run_decoding(data: Path, model: Path, overrides: list[str]) -> dict:
 # ---- driver ---------------------------------------------------------------------------
 def run_child(kind: str, args, extra: list[str]) -> dict:
     """Run one measurement in a fresh interpreter; returns its JSON result."""
-    command = [sys.executable, __file__, "--child", kind, "--work", args.work, "--train-utterances",
-               str(args.train_utterances), "--warmup", str(args.warmup), "--steps", str(args.steps),
-               "--model-epochs", str(args.model_epochs), "--threads", str(args.threads), "--hparams", args.hparams,
-               "--", *extra]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--work",
+        args.work,
+        "--train-utterances",
+        str(args.train_utterances),
+        "--warmup",
+        str(args.warmup),
+        "--steps",
+        str(args.steps),
+        "--model-epochs",
+        str(args.model_epochs),
+        "--threads",
+        str(args.threads),
+        "--hparams",
+        args.hparams,
+        "--",
+        *extra,
+    ]
     child = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
     if child.returncode != 0:
         raise SystemExit(f"{kind} failed (exit {child.returncode})")
@@ -291,13 +333,22 @@ def main(argv=None):
     parser.add_argument("--train-utterances", type=int, default=600, help="synthesised training utterances")
     parser.add_argument("--warmup", type=int, default=5, help="untimed first steps (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=30, help="timed optimiser steps (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=3, help="training rounds, the order alternating "
-                        "(default: %(default)s)")
-    parser.add_argument("--model-epochs", type=int, default=15,
-                        help="training epochs of the model whose decoding is timed (default: %(default)s, "
-                             "about 600 optimiser steps on 600 utterances)")
-    parser.add_argument("--hparams", default=str(HPARAMS), help="config (default: %(default)s); the decoded "
-                        "model is trained with it too, unless a model of that many epochs is already in --work")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="training rounds, the order alternating (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--model-epochs",
+        type=int,
+        default=15,
+        help="training epochs of the model whose decoding is timed (default: %(default)s, "
+        "about 600 optimiser steps on 600 utterances)",
+    )
+    parser.add_argument(
+        "--hparams",
+        default=str(HPARAMS),
+        help="config (default: %(default)s); the decoded "
+        "model is trained with it too, unless a model of that many epochs is already in --work",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--skip-training", action="store_true", help="only the decoding RTF")
     parser.add_argument("--skip-rtf", action="store_true", help="only the training throughput")
@@ -310,7 +361,9 @@ def main(argv=None):
     Path(args.work).mkdir(parents=True, exist_ok=True)
     ensure_data(Path(args.work), args.train_utterances)
     summary = {
-        "hparams": args.hparams, "overrides": args.overrides, "cpus": os.cpu_count(),
+        "hparams": args.hparams,
+        "overrides": args.overrides,
+        "cpus": os.cpu_count(),
         "threads": args.threads or "torch default",
     }
     if not args.skip_training:
@@ -320,26 +373,36 @@ def main(argv=None):
             for kind in ("recipe", "bare") if round_ % 2 == 0 else ("bare", "recipe"):
                 result = run_child(kind, args, args.overrides)
                 results[kind].append(result)
-                print(f"round {round_ + 1}: {kind}: {result['utt_per_s']} utt/s, {result['audio_s_per_s']} "
-                      f"audio-s/s, peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+                print(
+                    f"round {round_ + 1}: {kind}: {result['utt_per_s']} utt/s, {result['audio_s_per_s']} "
+                    f"audio-s/s, peak RSS {result['peak_rss_mib']:.0f} MiB",
+                    flush=True,
+                )
         best = {kind: max(runs, key=lambda r: r["utt_per_s"]) for kind, runs in results.items()}
         summary["training"] = {
             **{kind: best[kind] for kind in best},
             "recipe_over_bare": round(best["recipe"]["utt_per_s"] / best["bare"]["utt_per_s"], 3),
             "rounds": results,
         }
-        print(f"training: recipe {best['recipe']['utt_per_s']} utt/s, bare loop {best['bare']['utt_per_s']} utt/s: "
-              f"{summary['training']['recipe_over_bare']:.3f}x (target >= 0.9x)")
+        print(
+            f"training: recipe {best['recipe']['utt_per_s']} utt/s, bare loop {best['bare']['utt_per_s']} utt/s: "
+            f"{summary['training']['recipe_over_bare']:.3f}x (target >= 0.9x)"
+        )
     if not args.skip_rtf:
         decoding = {}
         variants = {"as configured": []}
         if "tree_constrained_search" in Path(args.hparams).read_text():
-            variants = {"tree constraint on": ["--tree_constrained_search=True"],
-                        "tree constraint off": ["--tree_constrained_search=False"]}
+            variants = {
+                "tree constraint on": ["--tree_constrained_search=True"],
+                "tree constraint off": ["--tree_constrained_search=False"],
+            }
         for name, extra in variants.items():
             decoding[name] = run_child("decode", args, [*args.overrides, *extra])
-            print(f"decoding ({name}): RTF {decoding[name]['rtf']} (search alone {decoding[name]['search_rtf']}), "
-                  f"beam {decoding[name]['beam']}, EM {decoding[name]['em']} (target RTF <= 0.05)", flush=True)
+            print(
+                f"decoding ({name}): RTF {decoding[name]['rtf']} (search alone {decoding[name]['search_rtf']}), "
+                f"beam {decoding[name]['beam']}, EM {decoding[name]['em']} (target RTF <= 0.05)",
+                flush=True,
+            )
         summary["decoding"] = decoding
     summary["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(summary, indent=2))

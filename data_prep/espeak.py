@@ -26,8 +26,23 @@ _PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
 # English accents eSpeak knows, and voice variants that sound clearly different.
 ACCENTS = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc")
 VARIANTS = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f4",
-    "klatt", "klatt2", "klatt3", "michael", "linda", "steph", "andy", "annie",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "f1",
+    "f4",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "michael",
+    "linda",
+    "steph",
+    "andy",
+    "annie",
 )
 # Voices kept apart for the held-out takes of eval/test ("other voices").
 HELD_OUT_VARIANTS = ("m8", "steph", "klatt4", "max", "linda")
@@ -49,9 +64,7 @@ class Voice:
 
     @property
     def gender(self) -> str:
-        female = self.variant.startswith("f") or self.variant in (
-            "linda", "steph", "annie", "klatt3"
-        )
+        female = self.variant.startswith("f") or self.variant in ("linda", "steph", "annie", "klatt3")
         return "female" if female else "male"
 
 
@@ -66,15 +79,13 @@ def random_voice(rng, variants=VARIANTS) -> Voice:
     )
 
 
-_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-)
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
 class Engine:
     """The process's eSpeak NG instance. Use ``Engine.get()``."""
 
-    _instance: "Engine | None" = None
+    _instance: Engine | None = None
     _lock = threading.Lock()
 
     def __init__(self):
@@ -86,8 +97,14 @@ class Engine:
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self.lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-            ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         data_root = str(Path(espeakng_loader.get_data_path()).parent).encode()
         self.rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_root, 0)
@@ -98,7 +115,7 @@ class Engine:
         self.lib.espeak_SetSynthCallback(self._callback)
 
     @classmethod
-    def get(cls) -> "Engine":
+    def get(cls) -> Engine:
         with cls._lock:
             if cls._instance is None:
                 cls._instance = Engine()

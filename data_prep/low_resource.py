@@ -18,7 +18,7 @@ own manifests, joined by path through the utterance ID (split folder, domain,
 number), so the take-suffix quirk (``eval_0/reminder_eval_0/`` on disk as
 ``eval_0/reminder_eval/``) and a leading folder (``stop/train/...``) do not
 matter. Each file becomes ``SAVE_DIR/<file stem>.csv`` with
-the usual columns, checked like the main splits (``prepare._prepare_split``).
+the usual columns, checked like the main splits (``rows.prepare_split``).
 Lines that repeat an earlier one (the 25-SPIS files have some) are dropped and
 counted; every dropped line is listed in ``prepare_report.json``.
 """
@@ -28,8 +28,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from stop_slu.data_prep.prepare import DUPLICATE_ROW, PrepareError, _prepare_split, read_manifest
 from stop_slu.data_prep.release import SPLITS, utterance_id
+from stop_slu.data_prep.rows import DUPLICATE_ROW, PrepareError, prepare_split, read_manifest
 
 
 def find_low_resource_files(folder) -> dict[str, Path]:
@@ -71,8 +71,13 @@ def read_low_resource_file(path: Path) -> tuple[list[tuple[int, str]], list[dict
                 continue
             fields = line.split("\t")
             if len(fields) != 2 or not fields[1].strip().isdigit() or not fields[0].strip():
-                malformed.append({"line": number, "file_id": line[:200],
-                                  "reason": "malformed low-resource line (expected relative/path.wav<TAB>num_samples)"})
+                malformed.append(
+                    {
+                        "line": number,
+                        "file_id": line[:200],
+                        "reason": "malformed low-resource line (expected relative/path.wav<TAB>num_samples)",
+                    }
+                )
                 continue
             entries.append((number, fields[0].strip()))
     return entries, malformed
@@ -89,7 +94,7 @@ def fingerprint(folder) -> str:
 
 def join_labels(entries, by_id: dict) -> tuple[list[tuple], list[dict]]:
     """Manifest rows (numbered by the low-resource line) for each entry, in the
-    file's order, duplicates kept (``_prepare_split`` drops and reports them);
+    file's order, duplicates kept (``prepare_split`` drops and reports them);
     plus an entry for each path the release's manifests do not have."""
     rows, unknown = [], []
     for number, relative in entries:
@@ -103,7 +108,7 @@ def join_labels(entries, by_id: dict) -> tuple[list[tuple], list[dict]]:
 
 def prepare_low_resource(folder, root: Path, target: str, strict: bool, pool, progress: bool) -> dict:
     """``{name: (csv rows, skipped entries, report entry)}`` for every low-resource
-    file under ``folder``, its rows checked by prepare's own ``_prepare_split``
+    file under ``folder``, its rows checked by ``rows.prepare_split``
     (so these CSVs are made exactly like the main ones). ``strict`` turns any
     dropped line except a duplicate into an error."""
     files = find_low_resource_files(folder)
@@ -116,18 +121,20 @@ def prepare_low_resource(folder, root: Path, target: str, strict: bool, pool, pr
     for name, path in files.items():
         entries, malformed = read_low_resource_file(path)
         rows, unknown = join_labels(entries, by_id)
-        csv_rows, skipped, notes = _prepare_split(root, name, rows, None, pool, progress)
+        csv_rows, skipped, notes = prepare_split(root, name, rows, None, pool, progress)
         skipped = sorted([{"split": name, **e} for e in malformed + unknown] + skipped, key=lambda e: e["line"])
         duplicates = sum(e["reason"] == DUPLICATE_ROW for e in skipped)
         if strict and len(skipped) > duplicates:
             first = next(e for e in skipped if e["reason"] != DUPLICATE_ROW)
             raise PrepareError(
-                f"{path}:{first['line']}: {first['reason']} ({first['file_id']}); "
-                f"drop --strict to skip such lines"
+                f"{path}:{first['line']}: {first['reason']} ({first['file_id']}); drop --strict to skip such lines"
             )
         entry = {
-            "source": str(path), "lines": len(entries) + len(malformed), "written": len(csv_rows),
-            "skipped": len(skipped), "duplicate_lines": duplicates,
+            "source": str(path),
+            "lines": len(entries) + len(malformed),
+            "written": len(csv_rows),
+            "skipped": len(skipped),
+            "duplicate_lines": duplicates,
             "hours": round(sum(float(r[1]) for r in csv_rows) / 3600, 3),
             **{k: v for k, v in notes.items() if k != "filtered_out_by_domain"},
         }

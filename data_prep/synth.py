@@ -143,13 +143,14 @@ def _speak_chunk(job):
 
 def write_audio(rows: list[Row], out_dir: Path, workers: int, progress: bool = True):
     jobs = [
-        (str(out_dir), [(r.path, r.spoken_text, r.voice) for r in rows[i:i + CHUNK]])
+        (str(out_dir), [(r.path, r.spoken_text, r.voice) for r in rows[i : i + CHUNK]])
         for i in range(0, len(rows), CHUNK)
     ]
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(max(1, workers), maxtasksperchild=1) as pool, tqdm(
-        total=len(rows), desc="speaking", unit="utt", disable=not progress
-    ) as bar:
+    with (
+        ctx.Pool(max(1, workers), maxtasksperchild=1) as pool,
+        tqdm(total=len(rows), desc="speaking", unit="utt", disable=not progress) as bar,
+    ):
         for done in pool.imap(_speak_chunk, jobs):
             bar.update(done)
 
@@ -192,8 +193,8 @@ def synthesize(
         "out_dir": str(out_dir),
         "rows": {s: sum(r.split == s for r in rows) for s in ("train", "eval", "test")},
         "text": str(text_dir) if text_dir else "built-in grammar",
-        "emitted_intents": len({l for t in targets for l in parses.labels(t) if l.startswith("[IN:")}),
-        "emitted_slots": len({l for t in targets for l in parses.labels(t) if l.startswith("[SL:")}),
+        "emitted_intents": len({label for t in targets for label in parses.labels(t) if label.startswith("[IN:")}),
+        "emitted_slots": len({label for t in targets for label in parses.labels(t) if label.startswith("[SL:")}),
         "emitted_max_depth": max(parses.parse_tree(t).depth() for t in targets),
     }
     if text_dir is None:

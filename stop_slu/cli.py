@@ -1,15 +1,15 @@
 """The ``stop-slu`` command: a thin dispatcher over the project's functions.
 
-    stop-slu demo                      synthesise mini-STOP, train, test (CPU, ~25 min)
-    stop-slu synth OUT                 write a mini-STOP release spoken by eSpeak NG
-    stop-slu prepare STOP_DIR SAVE_DIR STOP release -> SpeechBrain CSVs + report
-    stop-slu train HPARAMS [--key=value ...]   the training recipe
-    stop-slu finetune MODEL_DIR [--key=value ...]   adapt a trained model to new CSVs
-    stop-slu score REF HYP             EM, EM-Tree, validity of ID<TAB>parse files
-    stop-slu parse MODEL_DIR a.wav ... JSON parse of each file
-    stop-slu report OUT                (re)write OUT/report.md and its charts
-    stop-slu export OUT EXPORT_DIR     a self-contained model folder for inference
-    stop-slu sagemaker HPARAMS --data s3://... --output s3://...   train on SageMaker
+stop-slu demo                      synthesise mini-STOP, train, test (CPU, ~25 min)
+stop-slu synth OUT                 write a mini-STOP release spoken by eSpeak NG
+stop-slu prepare STOP_DIR SAVE_DIR STOP release -> SpeechBrain CSVs + report
+stop-slu train HPARAMS [--key=value ...]   the training recipe
+stop-slu finetune MODEL_DIR [--key=value ...]   adapt a trained model to new CSVs
+stop-slu score REF HYP             EM, EM-Tree, validity of ID<TAB>parse files
+stop-slu parse MODEL_DIR a.wav ... JSON parse of each file
+stop-slu report OUT                (re)write OUT/report.md and its charts
+stop-slu export OUT EXPORT_DIR     a self-contained model folder for inference
+stop-slu sagemaker HPARAMS --data s3://... --output s3://...   train on SageMaker
 """
 
 from __future__ import annotations
@@ -48,28 +48,46 @@ def cmd_synth(args):
     from stop_slu.data_prep.synth import synthesize
 
     summary = synthesize(
-        args.out, n_train=args.train, n_eval=args.valid, n_test=args.test, seed=args.seed,
-        text_dir=args.text, domains=_domains(args.domains) or DOMAINS,
-        workers=args.workers, progress=not args.quiet,
+        args.out,
+        n_train=args.train,
+        n_eval=args.valid,
+        n_test=args.test,
+        seed=args.seed,
+        text_dir=args.text,
+        domains=_domains(args.domains) or DOMAINS,
+        workers=args.workers,
+        progress=not args.quiet,
     )
     rows = summary["rows"]
-    print(f"mini-STOP written to {summary['out_dir']}: train {rows['train']}, eval {rows['eval']}, "
-          f"test {rows['test']} rows (eval/test in two takes); text from {summary['text']}")
+    print(
+        f"mini-STOP written to {summary['out_dir']}: train {rows['train']}, eval {rows['eval']}, "
+        f"test {rows['test']} rows (eval/test in two takes); text from {summary['text']}"
+    )
     if "grammar" in summary:
         g = summary["grammar"]
-        print(f"grammar: {g['domains']} domains, {g['intents']} intent labels, {g['slots']} slot labels, "
-              f"{g['slot_values']} distinct slot values, {g['carrier_phrases']} carrier phrases, "
-              f"nesting up to {g['max_depth']} intent levels")
-    print(f"emitted: {summary['emitted_intents']} intent labels, {summary['emitted_slots']} slot labels, "
-          f"max depth {summary['emitted_max_depth']}")
+        print(
+            f"grammar: {g['domains']} domains, {g['intents']} intent labels, {g['slots']} slot labels, "
+            f"{g['slot_values']} distinct slot values, {g['carrier_phrases']} carrier phrases, "
+            f"nesting up to {g['max_depth']} intent levels"
+        )
+    print(
+        f"emitted: {summary['emitted_intents']} intent labels, {summary['emitted_slots']} slot labels, "
+        f"max depth {summary['emitted_max_depth']}"
+    )
 
 
 def cmd_prepare(args):
     from stop_slu.data_prep.prepare import prepare, summary_line
 
     report = prepare(
-        args.stop_dir, args.save_dir, splits=args.splits.split(","), domains=_domains(args.domains),
-        target=args.target, strict=args.strict, progress=not args.quiet, skip_if_done=not args.force,
+        args.stop_dir,
+        args.save_dir,
+        splits=args.splits.split(","),
+        domains=_domains(args.domains),
+        target=args.target,
+        strict=args.strict,
+        progress=not args.quiet,
+        skip_if_done=not args.force,
         low_resource=args.low_resource,
     )
     print(summary_line(report))
@@ -91,7 +109,7 @@ def cmd_finetune(args):
 
 
 def cmd_score(args):
-    from stop_slu.recipe.stop_metrics import read_parse_tsv, score
+    from stop_slu.metrics import read_parse_tsv, score
 
     for path in (args.ref, args.hyp):
         if not Path(path).is_file():
@@ -107,7 +125,7 @@ def cmd_parse(args):
             audio_info(wav)
         except AudioError as e:
             raise CLIError(f"{wav}: {e}") from None
-    from stop_slu.recipe.stop_inference import SLUParser
+    from stop_slu.inference import SLUParser
 
     parser = SLUParser.from_folder(args.model_dir, device=args.device)
     for result in parser.parse_files(args.wavs):
@@ -115,20 +133,20 @@ def cmd_parse(args):
 
 
 def cmd_report(args):
-    from stop_slu.recipe.stop_report import write_report
+    from stop_slu.report import write_report
 
     print(f"report written: {write_report(args.out)}")
 
 
 def cmd_export(args):
-    from stop_slu.recipe.stop_export import export_model
+    from stop_slu.export import export_model
 
     export = export_model(args.out, args.export_dir)
     print(f"model exported to {export}; try: stop-slu parse {export} audio.wav")
 
 
 def cmd_sagemaker(args):
-    from stop_slu.recipe.sagemaker_launch import launch
+    from stop_slu.sagemaker.launch import launch
 
     launch(args, hparams_path(args.hparams))
 
@@ -146,13 +164,20 @@ def cmd_demo(args):
         print(f"[1/3] synthesising mini-STOP in {data}")
         synthesize(data, n_train=args.train, n_eval=args.valid, n_test=args.test, seed=args.seed)
     print(f"[2/3] preparing, training {args.hparams} for up to {args.minutes:g} minutes, testing")
-    scores = train.main([
-        str(hparams_path(args.hparams)), f"--data_folder={data}", f"--output_folder={model}",
-        f"--max_train_minutes={args.minutes}", *args.overrides,
-    ])
+    scores = train.main(
+        [
+            str(hparams_path(args.hparams)),
+            f"--data_folder={data}",
+            f"--output_folder={model}",
+            f"--max_train_minutes={args.minutes}",
+            *args.overrides,
+        ]
+    )
     example = sorted((data / "test_1").rglob("*.wav"))[:1]
-    print(f"[3/3] test EM {scores['em']:.1f}% (EM-Tree {scores['em_tree']:.1f}%, "
-          f"well-formed {scores['valid']:.1f}%) on {scores['n']} utterances whose text was never trained on")
+    print(
+        f"[3/3] test EM {scores['em']:.1f}% (EM-Tree {scores['em_tree']:.1f}%, "
+        f"well-formed {scores['valid']:.1f}%) on {scores['n']} utterances whose text was never trained on"
+    )
     print(f"model: {model}   (predictions: {model / 'predictions_test.tsv'}, metrics: {model / 'metrics_test.json'})")
     if example:
         print(f"try:   stop-slu parse {model} {example[0]}")
@@ -166,9 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="synthesise mini-STOP, train the mini model on CPU, report test EM",
-                       description="The whole pipeline on the built-in mini-STOP: synthesise, prepare, "
-                                   "train hparams/mini.yaml for --minutes, test, print EM and the model folder.")
+    p = sub.add_parser(
+        "demo",
+        help="synthesise mini-STOP, train the mini model on CPU, report test EM",
+        description="The whole pipeline on the built-in mini-STOP: synthesise, prepare, "
+        "train hparams/mini.yaml for --minutes, test, print EM and the model folder.",
+    )
     p.add_argument("--out", default="stop_slu_demo", help="output folder (default: %(default)s)")
     p.add_argument("--minutes", type=float, default=20, help="training time limit in minutes (default: %(default)s)")
     p.add_argument("--hparams", default="mini", help="config name or path (default: %(default)s)")
@@ -179,10 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="extra --key=value overrides for the recipe")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("synth", help="write a mini-STOP corpus in the STOP release layout",
-                       description="Synthesise a STOP-shaped corpus (manifests/*.tsv + 16 kHz wavs) spoken by "
-                                   "eSpeak NG. Text from the built-in grammar, or from TOPv2 files with --text. "
-                                   "Same arguments, same bytes.")
+    p = sub.add_parser(
+        "synth",
+        help="write a mini-STOP corpus in the STOP release layout",
+        description="Synthesise a STOP-shaped corpus (manifests/*.tsv + 16 kHz wavs) spoken by "
+        "eSpeak NG. Text from the built-in grammar, or from TOPv2 files with --text. "
+        "Same arguments, same bytes.",
+    )
     p.add_argument("out", help="output folder (becomes the release root holding manifests/)")
     p.add_argument("--train", type=int, default=3000, help="training utterances (default: %(default)s)")
     p.add_argument("--valid", type=int, default=150, help="eval utterances, each in two takes (default: %(default)s)")
@@ -194,82 +225,118 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("prepare", help="STOP release -> SpeechBrain CSVs with a report of skipped rows",
-                       description="Read the release's manifests, check every wav header and target parse, "
-                                   "write SAVE_DIR/{train,eval,test}.csv and SAVE_DIR/prepare_report.json.")
+    p = sub.add_parser(
+        "prepare",
+        help="STOP release -> SpeechBrain CSVs with a report of skipped rows",
+        description="Read the release's manifests, check every wav header and target parse, "
+        "write SAVE_DIR/{train,eval,test}.csv and SAVE_DIR/prepare_report.json.",
+    )
     p.add_argument("stop_dir", help="the extracted release: the folder holding manifests/ (or its parent)")
     p.add_argument("save_dir", help="where to write the CSVs and the report")
     p.add_argument("--splits", default="train,eval,test", help="comma-separated splits (default: %(default)s)")
-    p.add_argument("--domains", help="comma-separated domains to keep in the main splits, e.g. the held-in "
-                                      "alarm,event,messaging,music,navigation,timer (default: all)")
-    p.add_argument("--target", default="decoupled_normalized_seqlogical",
-                   help="manifest column used as the target parse (default: %(default)s)")
-    p.add_argument("--low-resource", metavar="DIR",
-                   help="STOP's extracted low_resource_splits folder: each of its .tsv files (first line a "
-                        "folder, then relative/path.wav<TAB>num_samples) becomes SAVE_DIR/<file stem>.csv, "
-                        "labels joined from the release's manifests; repeated lines are dropped and counted")
+    p.add_argument(
+        "--domains",
+        help="comma-separated domains to keep in the main splits, e.g. the held-in "
+        "alarm,event,messaging,music,navigation,timer (default: all)",
+    )
+    p.add_argument(
+        "--target",
+        default="decoupled_normalized_seqlogical",
+        help="manifest column used as the target parse (default: %(default)s)",
+    )
+    p.add_argument(
+        "--low-resource",
+        metavar="DIR",
+        help="STOP's extracted low_resource_splits folder: each of its .tsv files (first line a "
+        "folder, then relative/path.wav<TAB>num_samples) becomes SAVE_DIR/<file stem>.csv, "
+        "labels joined from the release's manifests; repeated lines are dropped and counted",
+    )
     p.add_argument("--strict", action="store_true", help="fail instead of skipping bad rows")
     p.add_argument("--force", action="store_true", help="redo even if an identical preparation exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("train", help="run the training recipe (same as python recipes/STOP/train.py)",
-                       description="Prepare, train the tokenizer, train and test. HPARAMS is a YAML path or a "
-                                   "name from hparams/ (mini, conformer, branchformer, conformer_wavlm, conformer_hubert, "
-                                   "branchformer_small). Overrides: "
-                                   "--data_folder=... --output_folder=... --max_train_minutes=... and any YAML key.")
+    p = sub.add_parser(
+        "train",
+        help="run the training recipe (same as python recipes/STOP/train.py)",
+        description="Prepare, train the tokenizer, train and test. HPARAMS is a YAML path or a "
+        "name from hparams/ (mini, conformer, branchformer, conformer_wavlm, conformer_hubert, "
+        "branchformer_small). Overrides: "
+        "--data_folder=... --output_folder=... --max_train_minutes=... and any YAML key.",
+    )
     p.add_argument("hparams", help="config path or name")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="--key=value overrides")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("finetune", help="adapt a trained model to new data (same as python recipes/STOP/finetune.py)",
-                       description="Rebuild MODEL_DIR's model, keep its tokenizer, start from its averaged "
-                                   "weights and train on the CSVs in --prepare_folder (e.g. a low-resource "
-                                   "domain: --train_split=reminder_train_25spis). hparams/finetune.yaml sets the "
-                                   "fine-tuning defaults; any YAML key is an override.")
+    p = sub.add_parser(
+        "finetune",
+        help="adapt a trained model to new data (same as python recipes/STOP/finetune.py)",
+        description="Rebuild MODEL_DIR's model, keep its tokenizer, start from its averaged "
+        "weights and train on the CSVs in --prepare_folder (e.g. a low-resource "
+        "domain: --train_split=reminder_train_25spis). hparams/finetune.yaml sets the "
+        "fine-tuning defaults; any YAML key is an override.",
+    )
     p.add_argument("model_dir", help="a training output folder")
-    p.add_argument("overrides", nargs=argparse.REMAINDER,
-                   help="--data_folder=... --prepare_folder=... --output_folder=... and any --key=value")
+    p.add_argument(
+        "overrides",
+        nargs=argparse.REMAINDER,
+        help="--data_folder=... --prepare_folder=... --output_folder=... and any --key=value",
+    )
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("score", help="EM, EM-Tree and validity of hypotheses against references",
-                       description="REF and HYP are ID<TAB>parse files without header. Prints JSON with "
-                                   "em, em_tree, valid (percentages), n and per-domain scores. A missing or "
-                                   "empty hypothesis counts as wrong.")
+    p = sub.add_parser(
+        "score",
+        help="EM, EM-Tree and validity of hypotheses against references",
+        description="REF and HYP are ID<TAB>parse files without header. Prints JSON with "
+        "em, em_tree, valid (percentages), n and per-domain scores. A missing or "
+        "empty hypothesis counts as wrong.",
+    )
     p.add_argument("ref")
     p.add_argument("hyp")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("parse", help="parse wav files with a trained model folder",
-                       description="Print one JSON object per file: file, parse, intent, slots.")
+    p = sub.add_parser(
+        "parse",
+        help="parse wav files with a trained model folder",
+        description="Print one JSON object per file: file, parse, intent, slots.",
+    )
     p.add_argument("model_dir", help="a training output folder or an exported model folder (stop-slu export)")
     p.add_argument("wavs", nargs="+", help="audio files (any sample rate; stereo is down-mixed)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.set_defaults(func=cmd_parse)
 
-    p = sub.add_parser("report", help="(re)write OUT/report.md with tables and charts of a run's test results",
-                       description="Reads OUT/predictions_test.tsv and OUT/train_log.txt; writes OUT/report.md "
-                                   "(metrics, per-domain table, error classes, the 20 most frequent label "
-                                   "confusions) with per_domain.png and learning_curves.png beside it.")
+    p = sub.add_parser(
+        "report",
+        help="(re)write OUT/report.md with tables and charts of a run's test results",
+        description="Reads OUT/predictions_test.tsv and OUT/train_log.txt; writes OUT/report.md "
+        "(metrics, per-domain table, error classes, the 20 most frequent label "
+        "confusions) with per_domain.png and learning_curves.png beside it.",
+    )
     p.add_argument("out", help="a training output folder")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("export", help="write a self-contained model folder (inference config, averaged weights, "
-                                      "tokenizer, normaliser, labels, model card)",
-                       description="OUT is a finished training run. EXPORT_DIR gets hyperparams.yaml, model.ckpt, "
-                                   "normalizer.ckpt, tokenizer/, labels.txt and README.md; load it with "
-                                   "SLUParser.from_hparams(source=EXPORT_DIR) or stop-slu parse EXPORT_DIR a.wav.")
+    p = sub.add_parser(
+        "export",
+        help="write a self-contained model folder (inference config, averaged weights, "
+        "tokenizer, normaliser, labels, model card)",
+        description="OUT is a finished training run. EXPORT_DIR gets hyperparams.yaml, model.ckpt, "
+        "normalizer.ckpt, tokenizer/, labels.txt and README.md; load it with "
+        "SLUParser.from_hparams(source=EXPORT_DIR) or stop-slu parse EXPORT_DIR a.wav.",
+    )
     p.add_argument("out", help="a training output folder")
     p.add_argument("export_dir", help="where to write the exported model")
     p.set_defaults(func=cmd_export)
 
-    from stop_slu.recipe.sagemaker_launch import add_arguments as sagemaker_arguments  # stdlib only: --help stays fast
+    from stop_slu.sagemaker.launch import add_arguments as sagemaker_arguments  # stdlib only: --help stays fast
 
-    p = sub.add_parser("sagemaker", help="train on Amazon SageMaker (pip install 'stop-slu[sagemaker]')",
-                       description="Submit the recipe as a SageMaker training job on a GPU instance: the STOP "
-                                   "release streamed from --data, checkpoints and the exported model under "
-                                   "--output, spot instances with --spot (resumed from the last checkpoint). "
-                                   "--dry-run prints the job request without contacting AWS.")
+    p = sub.add_parser(
+        "sagemaker",
+        help="train on Amazon SageMaker (pip install 'stop-slu[sagemaker]')",
+        description="Submit the recipe as a SageMaker training job on a GPU instance: the STOP "
+        "release streamed from --data, checkpoints and the exported model under "
+        "--output, spot instances with --spot (resumed from the last checkpoint). "
+        "--dry-run prints the job request without contacting AWS.",
+    )
     sagemaker_arguments(p)
     p.set_defaults(func=cmd_sagemaker)
     return parser
@@ -280,7 +347,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from stop_slu.data_prep.audio import AudioError
     from stop_slu.data_prep.prepare import PrepareError
-    from stop_slu.recipe.stop_inference import ModelFolderError
+    from stop_slu.inference import ModelFolderError
 
     try:
         args.func(args)

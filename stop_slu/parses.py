@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from stop_slu.numbers import number_to_words, ordinal_words
+
 _TOKEN_RE = re.compile(r"\[(?:IN|SL):[^\s\[\]]+|\]|[^\s\[\]]+", re.IGNORECASE)
 CLOSE = "]"
 
@@ -156,9 +158,7 @@ def decouple(parse: str) -> str:
 
     def strip(node: Node) -> Node:
         kept = [
-            strip(c) if isinstance(c, Node) else c
-            for c in node.children
-            if isinstance(c, Node) or not node.is_intent
+            strip(c) if isinstance(c, Node) else c for c in node.children if isinstance(c, Node) or not node.is_intent
         ]
         return Node(node.label, kept)
 
@@ -212,42 +212,6 @@ def tree_view(parse: str) -> str:
 # ----------------------------------------------------------------------------
 # Text normalisation (STOP's ``normalized_*`` columns): lower case, numbers in
 # words, no punctuation. Used to derive those columns from raw text.
-
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve "
-    "thirteen fourteen fifteen sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_ORDINAL = {
-    "one": "first", "two": "second", "three": "third", "five": "fifth",
-    "eight": "eighth", "nine": "ninth", "twelve": "twelfth",
-}
-
-
-def number_to_words(n: int) -> str:
-    """Cardinal number in words, 0 <= n < 10**9."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    for size, name in ((10**6, "million"), (1000, "thousand"), (100, "hundred")):
-        if n >= size:
-            head = number_to_words(n // size) + " " + name
-            return head if n % size == 0 else head + " " + number_to_words(n % size)
-    raise AssertionError(n)
-
-
-def ordinal_words(n: int) -> str:
-    words = number_to_words(n).split()
-    last = words[-1]
-    if last in _ORDINAL:
-        words[-1] = _ORDINAL[last]
-    elif last.endswith("y"):
-        words[-1] = last[:-1] + "ieth"
-    else:
-        words[-1] = last + "th"
-    return " ".join(words)
-
 
 _NUMBER_PIECE_RE = re.compile(r"(\d+)(st|nd|rd|th)?|([a-z']+)")
 _LETTER_ABBREVIATIONS = {"am": "a m", "pm": "p m"}

@@ -1,5 +1,9 @@
 """Shared fixtures: a small mini-STOP synthesised once per test session, its
-prepared CSVs, and a tiny model trained through the real recipe."""
+prepared CSVs, and a tiny model trained through the real recipe.
+
+tests/unit/ holds fast tests (no model training); tests/e2e/ trains real tiny
+models through the recipe and the CLI: every test there is marked ``slow``
+(``pytest -m "not slow"`` runs the fast ones alone)."""
 
 from __future__ import annotations
 
@@ -15,17 +19,32 @@ TOPV2 = REPO.parent / "shared" / "topv2"
 
 # A model small enough to train a few steps in seconds on 2 CPU cores.
 TINY = [
-    "--d_model=32", "--nhead=2", "--d_ffn=64", "--num_encoder_layers=1",
-    "--num_decoder_layers=1", "--vocab_size=1000", "--test_beam_size=2",
-    "--max_decode_ratio=0.3", "--avg_checkpoints=2",
+    "--d_model=32",
+    "--nhead=2",
+    "--d_ffn=64",
+    "--num_encoder_layers=1",
+    "--num_decoder_layers=1",
+    "--vocab_size=1000",
+    "--test_beam_size=2",
+    "--max_decode_ratio=0.3",
+    "--avg_checkpoints=2",
 ]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.slow)
 
 
 def run_cli(*args, check=True, timeout=900, env=None):
     """Run ``stop-slu ARGS`` as a real subprocess; returns CompletedProcess."""
     result = subprocess.run(
         [sys.executable, "-m", "stop_slu.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
         env={**os.environ, **(env or {})},
     )
     if check and result.returncode != 0:
@@ -55,7 +74,12 @@ def trained(mini_release, tmp_path_factory):
     """(output folder, CompletedProcess) of a tiny model trained via the CLI."""
     out = tmp_path_factory.mktemp("trained")
     result = run_cli(
-        "train", "mini", f"--data_folder={mini_release}", f"--output_folder={out}",
-        "--number_of_epochs=3", "--lr_adam=15e-4", *TINY,  # an exponent without a dot is a number too
+        "train",
+        "mini",
+        f"--data_folder={mini_release}",
+        f"--output_folder={out}",
+        "--number_of_epochs=3",
+        "--lr_adam=15e-4",
+        *TINY,  # an exponent without a dot is a number too
     )
     return out, result

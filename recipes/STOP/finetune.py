@@ -20,17 +20,14 @@ command resumes the fine-tuning run from its own last checkpoint.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import yaml
-from speechbrain.utils.checkpoints import Checkpointer
 
-from stop_slu.recipe.stop_checkpoints import load_averaged_model
-from stop_slu.recipe.stop_inference import (
-    MODEL_TOKENIZER, RECIPE_COPY, RECIPE_OVERRIDES, ModelFolderError, check_model_folder,
-)
+from stop_slu.data_prep.prepare import PrepareError
+from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, ModelFolderError, check_model_folder
+from stop_slu.recipe import train
 
 FINETUNE_OVERRIDES = Path(__file__).resolve().parents[2] / "hparams" / "finetune.yaml"
 
@@ -45,33 +42,10 @@ def recipe_argv(model_dir: Path, overrides_file: Path, argv: list[str]) -> list[
     given = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
     inherited = [
         f"--{key}={value if isinstance(value, str) else json.dumps(value)}"
-        for key, value in overrides.items() if key not in given
+        for key, value in overrides.items()
+        if key not in given
     ]
     return [str(model_dir / RECIPE_COPY), *inherited, *argv]
-
-
-def copy_tokenizer(model_dir, folder):
-    """The source model's tokenizer, byte for byte: its ids are the output layer's."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in (Path(model_dir) / MODEL_TOKENIZER).iterdir():
-        if path.is_file():
-            shutil.copyfile(path, folder / path.name)
-
-
-def load_source_weights(model_dir, hparams: dict, device) -> list:
-    """Load the average of the source's best ``avg_checkpoints`` checkpoints (and
-    its normaliser) into this run's model, before the first step: the model of
-    the source's test scores, as long as ``avg_checkpoints`` is the source's. A
-    resumed fine-tuning run then recovers its own checkpoint on top, as usual."""
-    source = Checkpointer(
-        Path(model_dir) / "save",
-        recoverables={"model": hparams["model"], "normalizer": hparams["normalize"]},
-    )
-    return load_averaged_model(
-        {"checkpointer": source, "model": hparams["model"], "avg_checkpoints": hparams["avg_checkpoints"]},
-        max_key="ACC", device=device,
-    )
 
 
 def main(argv=None) -> dict:
@@ -79,15 +53,11 @@ def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-"):
         sys.exit(__doc__)
-    from stop_slu.recipe import train  # train imports this module's helpers
-
     model_dir = check_model_folder(argv[0])
     return train.main(recipe_argv(model_dir, FINETUNE_OVERRIDES, argv[1:]), init_from=model_dir)
 
 
 if __name__ == "__main__":
-    from stop_slu.data_prep.prepare import PrepareError
-
     try:
         main()
     except (PrepareError, ModelFolderError) as error:

@@ -17,14 +17,10 @@ Any YAML key can be overridden on the command line (``--number_of_epochs=5``,
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
-import re
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import speechbrain as sb
@@ -33,29 +29,27 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from stop_slu import parses
+from stop_slu import metrics, parses
+from stop_slu.checkpoints import CheckpointError, load_averaged_model, load_source_weights
 from stop_slu.data_prep.audio import load_audio
-from stop_slu.data_prep.prepare import PrepareError, prepare, summary_line
-from stop_slu.recipe import stop_metrics
-from stop_slu.recipe.finetune import copy_tokenizer, load_source_weights
-from stop_slu.recipe.stop_checkpoints import CheckpointError, load_averaged_model, state_digest
-from stop_slu.recipe.stop_frontend import compute_features
-from stop_slu.recipe.stop_inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
-from stop_slu.recipe.stop_report import write_report
-from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, train_tokenizer
+from stop_slu.data_prep.prepare import PrepareError
+from stop_slu.frontend import encoder_input
+from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
+from stop_slu.report import write_report
+from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer
+from stop_slu.training import (
+    NonFiniteLossError,
+    RobustBrain,
+    build_tokenizer,
+    copy_tokenizer,
+    parse_recipe_arguments,
+    prepare_data,
+)
 
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(ValueError):
-    """Training stopped: the loss stayed NaN/inf for too many steps in a row."""
-
-
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-class SLU(sb.core.Brain):
+class SLU(RobustBrain):
     """Speech -> parse with a conformer encoder, transformer decoder and CTC."""
 
     def compute_forward(self, batch, stage):
@@ -67,16 +61,18 @@ class SLU(sb.core.Brain):
         if train and self.hparams.wav_augment is not None:
             wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
             tokens_bos = self.hparams.wav_augment.replicate_labels(tokens_bos)
-        feats = compute_features(self.modules, self.hparams.compute_features, wavs, wav_lens)
-        feats = self.modules.normalize(feats, wav_lens, epoch=self.hparams.epoch_counter.current)
-        if train and self.hparams.fea_augment is not None:
-            feats, wav_lens = self.hparams.fea_augment(feats, wav_lens)
-            tokens_bos = self.hparams.fea_augment.replicate_labels(tokens_bos)
-
-        src = self.modules.CNN(feats)
-        enc_out, dec_out = self.modules.Transformer(
-            src, tokens_bos, wav_lens, pad_idx=self.hparams.pad_index
+        fea_augment = self.hparams.fea_augment if train else None
+        src, wav_lens = encoder_input(
+            self.modules,
+            self.hparams.compute_features,
+            wavs,
+            wav_lens,
+            epoch=self.hparams.epoch_counter.current,
+            fea_augment=fea_augment,
         )
+        if fea_augment is not None:
+            tokens_bos = fea_augment.replicate_labels(tokens_bos)
+        enc_out, dec_out = self.modules.Transformer(src, tokens_bos, wav_lens, pad_idx=self.hparams.pad_index)
         # Log-probabilities in fp32 whatever the autocast precision (bf16/fp16 would
         # round them, and CPU autocast keeps log_softmax in bf16): the losses need them.
         p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(enc_out).float())
@@ -95,7 +91,7 @@ class SLU(sb.core.Brain):
         return (
             epoch % self.hparams.valid_search_interval == 0
             or epoch == self.hparams.epoch_counter.limit
-            or getattr(self, "_time_is_up", False)
+            or self.time_is_up
         )
 
     def _replicate(self, labels):
@@ -129,73 +125,13 @@ class SLU(sb.core.Brain):
                     self.decoded.append((uid, hyp, parses.decouple(ref) if decouple else ref, domain))
         return loss
 
-    # -- training-time limit and non-finite losses -------------------------
-    def on_fit_start(self):
-        super().on_fit_start()
-        self._train_started = time.time()
-        self._time_is_up = False
-        self._nonfinite_loss = False  # in the batches of the current optimiser step
-        self.nonfinite_in_a_row = 0
-        self.skipped_steps = 0
-
-    def check_loss_isfinite(self, loss):
-        """Brain calls this before backward(). A non-finite loss on any rank
-        marks the optimiser step to be skipped (all ranks agree, so DDP stays in step)."""
-        finite = torch.isfinite(loss.detach()).float()
-        if _distributed():
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if not bool(finite):
-            self._nonfinite_loss = True
-
-    def optimizers_step(self):
-        if self._nonfinite_loss:  # NaN/inf gradients: drop them, leave the weights as they are
-            self.zero_grad(set_to_none=True)
-            return
-        super().optimizers_step()
-
-    def _count_nonfinite_step(self, batch, loss):
-        """Count a skipped step; stop the run after ``nonfinite_patience`` in a row."""
-        self._nonfinite_loss = False
-        self.skipped_steps += 1
-        self.nonfinite_in_a_row += 1
-        loss = float(loss.detach())
-        where = ", ".join(batch.id) if not math.isfinite(loss) else "another process's batch"
-        logger.warning(
-            "Non-finite loss (%s) on %s: optimiser step skipped (%d in a row, nonfinite_patience=%d)",
-            loss, where, self.nonfinite_in_a_row, self.nonfinite_patience,
-        )
-        if self.nonfinite_in_a_row > self.nonfinite_patience:
-            raise NonFiniteLossError(
-                f"{self.hparams.output_folder}: training stopped: the loss was not finite for "
-                f"{self.nonfinite_in_a_row} optimiser steps in a row (utterances in log.txt); "
-                "lower lr_adam, check those files, or raise --nonfinite_patience"
-            )
-
-    def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        if should_step and self._nonfinite_loss:
-            self._count_nonfinite_step(batch, loss)
-        elif should_step:
-            self.nonfinite_in_a_row = 0
-            self.hparams.noam_annealing(self.optimizer)
-        limit = float(self.hparams.max_train_minutes or 0)
-        if limit > 0 and not self._time_is_up:
-            up = [(time.time() - self._train_started) / 60.0 >= limit]
-            if _distributed():
-                torch.distributed.broadcast_object_list(up, src=0)  # ranks stop together
-            if up[0]:
-                logger.info("max_train_minutes=%s reached: stopping training", limit)
-            self._time_is_up = up[0]
-
-    @property
-    def _optimizer_step_limit_exceeded(self):
-        # Brain checks this before each batch and after each epoch.
-        return super()._optimizer_step_limit_exceeded or getattr(self, "_time_is_up", False)
+    def on_optimizer_step(self):
+        self.hparams.noam_annealing(self.optimizer)
 
     # -- stages -------------------------------------------------------------
     def on_stage_start(self, stage, epoch):
-        if stage == sb.Stage.TRAIN:
-            self.skipped_steps = 0
-        else:
+        super().on_stage_start(stage, epoch)
+        if stage != sb.Stage.TRAIN:
             self.acc_metric = self.hparams.acc_computer()
             self.decoded = []
 
@@ -205,21 +141,19 @@ class SLU(sb.core.Brain):
             if self.skipped_steps:
                 stats["skipped_steps"] = self.skipped_steps  # non-finite losses this epoch
             self.train_stats = stats
-            if _distributed():
-                self._check_ranks_in_sync(epoch)
+            super().on_stage_end(stage, stage_loss, epoch)  # DDP: ranks in sync?
             return
         stats["ACC"] = self.acc_metric.summarize()
         if self.decoded:
             refs = {uid: ref for uid, _, ref, _ in self.decoded}
             hyps = {uid: hyp for uid, hyp, _, _ in self.decoded}
-            scores = stop_metrics.score(refs, hyps, {uid: d for uid, _, _, d in self.decoded})
+            scores = metrics.score(refs, hyps, {uid: d for uid, _, _, d in self.decoded})
             stats.update(EM=scores["em"], EM_tree=scores["em_tree"], valid=scores["valid"])
 
         if stage == sb.Stage.VALID:
             lr = self.hparams.noam_annealing.current_lr
-            minutes = round((time.time() - self._train_started) / 60.0, 2)
-            self._log_stats(
-                stats_meta={"epoch": epoch, "lr": lr, "steps": self.optimizer_step, "minutes": minutes},
+            self.log_stats(
+                stats_meta={"epoch": epoch, "lr": lr, "steps": self.optimizer_step, "minutes": self.train_minutes},
                 train_stats=getattr(self, "train_stats", None),
                 valid_stats=stats,
             )
@@ -229,35 +163,16 @@ class SLU(sb.core.Brain):
                 num_to_keep=self.hparams.keep_checkpoints,
             )
         elif stage == sb.Stage.TEST:
-            self._log_stats(
+            self.log_stats(
                 stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
                 test_stats=stats,
             )
             if if_main_process():
                 out = Path(self.hparams.output_folder)
-                stop_metrics.write_predictions(out / "predictions_test.tsv", self.decoded)
+                metrics.write_predictions(out / "predictions_test.tsv", self.decoded)
                 (out / "metrics_test.json").write_text(json.dumps(scores, indent=2) + "\n")
                 logger.info("Test report: %s", write_report(out))
             self.test_scores = scores
-
-    def _log_stats(self, **stats):
-        """To train_log.txt, and to TensorBoard when ``use_tensorboard`` is on."""
-        self.hparams.train_logger.log_stats(**stats)
-        if getattr(self.hparams, "use_tensorboard", False) and if_main_process():
-            if not hasattr(self, "_tensorboard"):
-                from speechbrain.utils.train_logger import TensorboardLogger  # needs `tensorboard`
-
-                self._tensorboard = TensorboardLogger(self.hparams.tensorboard_logs)
-            stats["stats_meta"] = {k: v for k, v in stats["stats_meta"].items() if k != "Epoch loaded"}
-            self._tensorboard.log_stats(**stats)
-
-    def _check_ranks_in_sync(self, epoch):
-        """DDP: every process must hold the same weights; log their digests, stop if not."""
-        digests = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(digests, state_digest(self.hparams.model.state_dict()))
-        logger.info("epoch %s: model sha256 by rank: %s", epoch, " ".join(digests))
-        if len(set(digests)) > 1:
-            raise RuntimeError(f"epoch {epoch}: the processes' weights differ (sha256 by rank: {digests})")
 
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Load the average of the best checkpoints (by valid token accuracy)."""
@@ -309,54 +224,11 @@ def dataio_prepare(hparams, tokenizer: ParseTokenizer):
     return train_data, valid_data, test_data, train_loader_kwargs
 
 
-def prepare_data(hparams):
-    """CSVs for the configured splits (reused when inputs are unchanged)."""
-    if hparams["skip_prep"]:
-        return
-    report = prepare(
-        hparams["data_folder"],
-        hparams["prepare_folder"],
-        splits=sorted({hparams["train_split"], hparams["valid_split"], hparams["test_split"]}),
-        domains=hparams["domains"],
-        target=hparams["target_column"],
-    )
-    logger.info(summary_line(report))
-
-
-def build_tokenizer(hparams) -> ParseTokenizer:
-    """Train (or reuse) the tokenizer on the training CSV's targets."""
-    with open(Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv", encoding="utf-8") as f:
-        targets = [row["semantics"] for row in csv.DictReader(f)]
-    return train_tokenizer(
-        targets, hparams["tokenizer_folder"], hparams["vocab_size"], hparams["tokenizer_type"]
-    )
-
-
 def _save_recipe(hparams_file: str, overrides: dict, output_folder: Path):
     """Keep the config and overrides so the output folder alone rebuilds the model."""
     shutil.copyfile(hparams_file, output_folder / RECIPE_COPY)
     kept = {k: v for k, v in overrides.items() if k not in ("data_folder", "output_folder")}
     (output_folder / RECIPE_OVERRIDES).write_text(yaml.safe_dump(kept, sort_keys=True))
-
-
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _numbers(value):
-    """``--lr_adam=1e-3`` as a number: YAML 1.1 (PyYAML) reads exponents without
-    a dot as strings, YAML 1.2 and users read them as floats."""
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    return float(value) if isinstance(value, str) and _FLOAT.fullmatch(value) else value
-
-
-def parse_recipe_arguments(argv) -> tuple[str, dict, dict]:
-    """SpeechBrain's command line (``HPARAMS --key=value ...``) as
-    ``(hparams file, run options, YAML overrides as a dict)``."""
-    hparams_file, run_opts, overrides_text = sb.parse_arguments(argv)
-    return hparams_file, run_opts, _numbers((yaml.safe_load(overrides_text) if overrides_text else None) or {})
 
 
 def main(argv=None, init_from=None) -> dict:
@@ -389,7 +261,9 @@ def main(argv=None, init_from=None) -> dict:
         with open(hparams_file, encoding="utf-8") as f:
             hparams = load_hyperpyyaml(f, overrides)
     if if_main_process():
-        _save_recipe(hparams_file, {**overrides, "output_neurons": tokenizer.vocab_size}, Path(hparams["output_folder"]))
+        _save_recipe(
+            hparams_file, {**overrides, "output_neurons": tokenizer.vocab_size}, Path(hparams["output_folder"])
+        )
 
     train_data, valid_data, test_data, train_loader_kwargs = dataio_prepare(hparams, tokenizer)
     brain = SLU(

@@ -1,0 +1,131 @@
+"""Beam search whose transformer decoder computes only the newest position.
+
+SpeechBrain's ``S2STransformerBeamSearcher`` runs the whole decoder over the
+whole prefix at every step (and projects the encoder states to keys and values
+again each time): the work of a hypothesis of length n grows as n squared. On
+CPU that was most of the test decoding time of ``hparams/mini.yaml``
+(``benchmarks/throughput.py``). ``CachedTransformerBeamSearcher`` gives the
+same scores with a cache: per decoder layer, the self-attention keys and values
+of the positions already decoded, and the encoder states' keys and values
+(computed once per search). Each step embeds the newest token only and runs
+each layer on that one position.
+
+It handles SpeechBrain's ``TransformerASR`` with ``attention_type: regularMHA``
+and ``positional_encoding: fixed_abs_sine`` (the mini configs); with anything
+else it steps exactly as ``S2STransformerBeamSearcher`` does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from speechbrain.dataio.dataio import length_to_mask
+from speechbrain.decoders.seq2seq import S2STransformerBeamSearcher
+from speechbrain.decoders.utils import _update_mem
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(batch, time, heads * dim) -> (batch, heads, time, dim)."""
+    batch, time, width = x.shape
+    return x.view(batch, time, heads, width // heads).transpose(1, 2)
+
+
+class _Attention:
+    """The projections of one ``torch.nn.MultiheadAttention`` (packed q, k, v
+    weights), used one query position at a time."""
+
+    def __init__(self, module: torch.nn.MultiheadAttention):
+        self.module = module
+        self.heads = module.num_heads
+        self.weights = module.in_proj_weight.chunk(3)
+        self.biases = module.in_proj_bias.chunk(3) if module.in_proj_bias is not None else (None,) * 3
+
+    def project(self, x: torch.Tensor, which: int) -> torch.Tensor:
+        """Query (0), key (1) or value (2) projection, split into heads."""
+        return _split_heads(torch.nn.functional.linear(x, self.weights[which], self.biases[which]), self.heads)
+
+    def attend(self, query, keys, values, key_padding_mask=None):
+        """Output (batch, 1, d_model) and head-averaged weights (batch, 1, time)."""
+        q = self.project(query, 0)
+        scores = torch.matmul(q / math.sqrt(q.shape[-1]), keys.transpose(-2, -1))
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        out = torch.matmul(weights, values).transpose(1, 2).reshape(query.shape)
+        return self.module.out_proj(out), weights.mean(dim=1)
+
+
+class CachedTransformerBeamSearcher(S2STransformerBeamSearcher):
+    """``S2STransformerBeamSearcher`` with an incremental decoder (same
+    arguments; see the module docstring)."""
+
+    def __init__(self, modules, temperature=1.0, **kwargs):
+        super().__init__(modules, temperature=temperature, **kwargs)
+        model = self.model
+        self.cached = (
+            getattr(model, "attention_type", None) == "regularMHA"
+            and getattr(model, "positional_encoding_type", None) == "fixed_abs_sine"
+        )
+        if self.cached:
+            layers = model.decoder.layers
+            self.cached = all(
+                isinstance(getattr(layer, name, None), torch.nn.Module)
+                and isinstance(getattr(getattr(layer, name), "att", None), torch.nn.MultiheadAttention)
+                and getattr(layer, name).att._qkv_same_embed_dim
+                and getattr(layer, name).att.bias_k is None
+                and not getattr(layer, name).att.add_zero_attn
+                for layer in layers
+                for name in ("self_attn", "multihead_attn")
+            )
+
+    def permute_mem(self, memory, index):
+        if not self.cached:
+            return super().permute_mem(memory, index)
+        tokens, self_cache, encoder_cache = memory
+        self_cache = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self_cache]
+        # The encoder cache is not permuted: ``index`` keeps every hypothesis among
+        # the beams of its own utterance, which all hold the same encoder states.
+        return tokens.index_select(0, index), self_cache, encoder_cache
+
+    def forward_step(self, inp_tokens, memory, enc_states, enc_lens):
+        if not self.cached:
+            return super().forward_step(inp_tokens, memory, enc_states, enc_lens)
+        model = self.model
+        layers = model.decoder.layers
+        if memory is None:  # first step: the encoder states' keys and values, once
+            padding = (1 - length_to_mask(enc_lens, max_len=enc_states.shape[1])).bool()
+            encoder_cache = []
+            for layer in layers:
+                attention = _Attention(layer.multihead_attn.att)
+                encoder_cache.append((attention.project(enc_states, 1), attention.project(enc_states, 2), padding))
+            memory = (None, [None] * len(layers), encoder_cache)
+        tokens, self_cache, encoder_cache = memory
+        tokens = _update_mem(inp_tokens, tokens)
+        position = tokens.shape[1]
+
+        x = model.custom_tgt_module(tokens[:, -1:])
+        x = x + model.positional_encoding(tokens.unsqueeze(-1))[:, position - 1 : position]
+        new_cache = []
+        for layer, cache, (enc_keys, enc_values, padding) in zip(layers, self_cache, encoder_cache):
+            before = layer.normalize_before
+            self_attention = _Attention(layer.self_attn.att)
+            h = layer.norm1(x) if before else x
+            keys, values = self_attention.project(h, 1), self_attention.project(h, 2)
+            if cache is not None:
+                keys, values = torch.cat([cache[0], keys], dim=2), torch.cat([cache[1], values], dim=2)
+            new_cache.append((keys, values))
+            x = x + self_attention.attend(h, keys, values)[0]
+            if not before:
+                x = layer.norm1(x)
+            h = layer.norm2(x) if before else x
+            out, attn = _Attention(layer.multihead_attn.att).attend(h, enc_keys, enc_values, padding)
+            x = x + out
+            if not before:
+                x = layer.norm2(x)
+            x = x + layer.pos_ffn(layer.norm3(x) if before else x)
+            if not before:
+                x = layer.norm3(x)
+        x = model.decoder.norm(x)
+        log_probs = self.softmax(self.fc(x) / self.temperature)
+        return log_probs[:, -1, :], (tokens, new_cache, encoder_cache), attn

@@ -1,0 +1,184 @@
+"""Checkpoints: saved so that a run killed at any moment resumes from a
+complete one, loaded without running pickled code, and averaged for testing.
+
+- ``SafeCheckpointer``: SpeechBrain's Checkpointer, but a checkpoint folder
+  counts only once all its files are on disk (its ``CKPT.yaml`` is written
+  last, then renamed into place, and lists every file with its size), and
+  every load uses ``torch.load(weights_only=True)``.
+- ``load_averaged_model``: for testing and inference, the best checkpoint's
+  state (normaliser statistics included), then the model weights averaged over
+  the ``avg_checkpoints`` best checkpoints by validation token accuracy.
+- ``load_source_weights``: a trained model folder's averaged weights, as the
+  starting point of fine-tuning.
+- ``state_digest``: a fingerprint of a model's weights (DDP ranks compare it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import shutil
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+import torch
+import yaml
+from speechbrain.utils.checkpoints import METAFNAME, Checkpointer, average_checkpoints
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
+
+logger = logging.getLogger(__name__)
+
+FILES_KEY = "files"  # in CKPT.yaml: {file name: size in bytes} of a complete checkpoint
+_PENDING = ".pending"  # CKPT.yaml is written as CKPT.yaml.pending, then renamed
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that must not be loaded; the message names the folder."""
+
+
+@contextmanager
+def weights_only_loading(where):
+    """Every ``torch.load`` inside reads tensors and plain containers only
+    (``weights_only=True``), whatever its caller passes or the environment
+    (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) says; a file holding other pickled
+    objects raises CheckpointError naming ``where``."""
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    saved = {name: os.environ.pop(name, None) for name in names}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{where}: refused to load: it holds pickled Python objects, not just weights "
+            "(checkpoints are read with torch.load(weights_only=True)); use checkpoints this recipe wrote"
+        ) from None
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
+def _fsync(path: Path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SafeCheckpointer(Checkpointer):
+    """A Checkpointer whose checkpoints are complete or invisible.
+
+    SpeechBrain writes a checkpoint's ``CKPT.yaml`` (the mark of a checkpoint
+    folder) before its parameter files, so a process killed while saving leaves
+    a folder that looks complete. Here the parameter files are written and
+    flushed first; ``CKPT.yaml``, listing every file with its size, is then
+    written under a temporary name and renamed into place. A folder without it,
+    or whose files do not match it (killed while saving or deleting), is never
+    listed nor loaded, and is removed at the next save.
+    """
+
+    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
+        if if_main_process():
+            self._remove_incomplete()
+        checkpoint = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name, verbosity=verbosity)
+        if checkpoint is not None:  # the main process: all files written, mark it complete
+            files = sorted(p for p in checkpoint.path.iterdir() if p.name != METAFNAME + _PENDING)
+            for path in files:
+                _fsync(path)
+            checkpoint.meta[FILES_KEY] = {p.name: p.stat().st_size for p in files}
+            pending = checkpoint.path / (METAFNAME + _PENDING)
+            super()._save_checkpoint_metafile(pending, checkpoint.meta, end_of_epoch)
+            _fsync(pending)
+            os.replace(pending, checkpoint.path / METAFNAME)
+            _fsync(checkpoint.path)
+        ddp_barrier()  # every process sees the same, complete checkpoints from here on
+        return checkpoint
+
+    def _save_checkpoint_metafile(self, fpath, meta_to_include={}, end_of_epoch=True):
+        # Called by save_checkpoint before the parameter files: keep the meta data
+        # in a pending file; the complete CKPT.yaml is written after them.
+        return super()._save_checkpoint_metafile(Path(str(fpath) + _PENDING), meta_to_include, end_of_epoch)
+
+    def _list_checkpoint_dirs(self):
+        return [path for path in super()._list_checkpoint_dirs() if self._is_complete(path)]
+
+    @staticmethod
+    def _is_complete(path: Path) -> bool:
+        """CKPT.yaml lists every file with its size (older checkpoints list none)."""
+        with open(path / METAFNAME, encoding="utf-8") as f:
+            files = (yaml.safe_load(f) or {}).get(FILES_KEY)
+        if files is None:
+            return True
+        return all((path / name).is_file() and (path / name).stat().st_size == size for name, size in files.items())
+
+    def _remove_incomplete(self):
+        """Delete checkpoint folders left by a process killed while saving or deleting."""
+        if not self.checkpoints_dir.is_dir():
+            return
+        complete = set(self._list_checkpoint_dirs())
+        for path in self.checkpoints_dir.glob("CKPT+*"):
+            if path.is_dir() and path not in complete:
+                logger.warning("Removing the incomplete checkpoint %s (its process stopped while writing it)", path)
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _call_load_hooks(self, checkpoint):
+        with weights_only_loading(checkpoint.path):
+            super()._call_load_hooks(checkpoint)
+
+
+def state_digest(state_dict) -> str:
+    """SHA-256 of a state dict's names and raw tensor bytes (bit-exact)."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_averaged_model(hparams: dict, max_key: str | None = "ACC", min_key: str | None = None, device="cpu"):
+    """Recover the best checkpoint and average the model over the best few.
+
+    Falls back to the latest checkpoint when none carries ``max_key``/``min_key``.
+    Returns the list of checkpoints averaged (empty when there is none).
+    """
+    checkpointer = hparams["checkpointer"]
+    keys = {"max_key": max_key, "min_key": min_key}
+    ckpts = checkpointer.find_checkpoints(**keys, max_num_checkpoints=int(hparams["avg_checkpoints"]))
+    if not ckpts:
+        keys = {}
+        ckpts = checkpointer.find_checkpoints(max_num_checkpoints=1)
+    if not ckpts:
+        logger.warning("No checkpoint in %s: using the model as it is", checkpointer.checkpoints_dir)
+        return []
+    with weights_only_loading(checkpointer.checkpoints_dir):
+        checkpointer.recover_if_possible(**keys)
+        if len(ckpts) > 1:
+            loader = partial(torch.load, map_location=device, weights_only=True)
+            state = average_checkpoints(ckpts, recoverable_name="model", parameter_loader=loader)
+            hparams["model"].load_state_dict(state, strict=True)
+    hparams["model"].eval()
+    logger.info("Loaded the average of %d checkpoint(s): %s", len(ckpts), ", ".join(c.path.name for c in ckpts))
+    return ckpts
+
+
+def load_source_weights(model_dir, hparams: dict, device) -> list:
+    """Load the average of the best ``avg_checkpoints`` checkpoints of the
+    training output folder ``model_dir`` (and its normaliser) into this run's
+    ``hparams["model"]`` / ``hparams["normalize"]``, before the first step: the
+    model of the source's test scores, as long as ``avg_checkpoints`` is the
+    source's. A resumed fine-tuning run then recovers its own checkpoint on top.
+    Returns the checkpoints averaged."""
+    source = Checkpointer(
+        Path(model_dir) / "save",
+        recoverables={"model": hparams["model"], "normalizer": hparams["normalize"]},
+    )
+    return load_averaged_model(
+        {"checkpointer": source, "model": hparams["model"], "avg_checkpoints": hparams["avg_checkpoints"]},
+        max_key="ACC",
+        device=device,
+    )

@@ -1,0 +1,1 @@
+"""Training on Amazon SageMaker: the launcher (``stop-slu sagemaker``) and the job's entry point."""

@@ -1,0 +1,104 @@
+"""The cached beam search scores and finds exactly what SpeechBrain's does."""
+
+import torch
+from conftest import REPO
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.decoders.scorer import CTCScorer, ScorerBuilder
+from speechbrain.decoders.seq2seq import S2STransformerBeamSearcher
+
+from stop_slu.cached_search import CachedTransformerBeamSearcher
+
+VOCAB = 60
+
+
+def mini_model(tmp_path, **overrides):
+    """mini.yaml's transformer, CTC and output layers with random weights."""
+    with open(REPO / "hparams" / "mini.yaml", encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(
+            f,
+            {
+                "data_folder": str(tmp_path),
+                "output_folder": str(tmp_path / "out"),
+                "output_neurons": VOCAB,
+                "d_model": 64,
+                "nhead": 4,
+                "d_ffn": 128,
+                "num_encoder_layers": 1,
+                "num_decoder_layers": 2,
+                **overrides,
+            },
+        )
+    for module in hparams["modules"].values():
+        module.eval()
+    return hparams
+
+
+def searchers(hparams, beam_size=4):
+    """(SpeechBrain's searcher, the cached one) with joint CTC scoring."""
+    scorer = ScorerBuilder(
+        full_scorers=[CTCScorer(ctc_fc=hparams["ctc_lin"], blank_index=0, eos_index=hparams["eos_index"])],
+        weights={"ctc": 0.4},
+    )
+    options = dict(
+        modules=[hparams["Transformer"], hparams["seq_lin"]],
+        bos_index=hparams["bos_index"],
+        eos_index=hparams["eos_index"],
+        min_decode_ratio=0.0,
+        max_decode_ratio=1.0,
+        beam_size=beam_size,
+        scorer=scorer,
+        using_eos_threshold=False,
+        length_normalization=True,
+    )
+    return S2STransformerBeamSearcher(**options), CachedTransformerBeamSearcher(**options)
+
+
+def encoder_states(hparams, batch=3, frames=40):
+    torch.manual_seed(0)
+    src = torch.randn(batch, frames * 4, 80)
+    lens = torch.tensor([1.0, 0.7, 0.45])[:batch]
+    with torch.no_grad():
+        return hparams["Transformer"].encode(hparams["CNN"](src), lens), lens
+
+
+def test_each_step_gives_the_same_log_probs_as_speechbrain(tmp_path):
+    hparams = mini_model(tmp_path)
+    reference, cached = searchers(hparams)
+    assert cached.cached
+    enc, lens = encoder_states(hparams)
+    beam = 4
+    enc = enc.repeat_interleave(beam, 0)  # every utterance once per beam, as the search holds it
+    enc_lens = torch.round(enc.shape[1] * lens).int().repeat_interleave(beam, 0)
+    generator = torch.Generator().manual_seed(1)
+    tokens = torch.full((enc.shape[0],), hparams["bos_index"])
+    memory_a = memory_b = None
+    with torch.no_grad():
+        for _ in range(12):
+            log_a, memory_a, _ = reference.forward_step(tokens, memory_a, enc, enc_lens)
+            log_b, memory_b, _ = cached.forward_step(tokens, memory_b, enc, enc_lens)
+            assert torch.allclose(log_a, log_b, atol=1e-4)
+            # A beam step reorders hypotheses within each utterance's beams.
+            within = torch.randint(beam, (enc.shape[0] // beam, beam), generator=generator)
+            order = (within + beam * torch.arange(enc.shape[0] // beam)[:, None]).view(-1)
+            memory_a, memory_b = reference.permute_mem(memory_a, order), cached.permute_mem(memory_b, order)
+            tokens = torch.randint(4, VOCAB, (enc.shape[0],), generator=generator)
+
+
+def test_whole_search_finds_the_same_hypotheses(tmp_path):
+    hparams = mini_model(tmp_path)
+    reference, cached = searchers(hparams)
+    enc, lens = encoder_states(hparams)
+    with torch.no_grad():
+        hyps_a, lens_a, scores_a, _ = reference(enc, lens)
+        hyps_b, lens_b, scores_b, _ = cached(enc, lens)
+    assert hyps_a == hyps_b and max(map(len, hyps_a)) > 3
+    assert torch.allclose(scores_a, scores_b, atol=1e-4)
+
+
+def test_other_attention_falls_back_to_speechbrain_steps(tmp_path):
+    hparams = mini_model(tmp_path, attention_type="RelPosMHAXL")
+    reference, cached = searchers(hparams)
+    assert not cached.cached
+    enc, lens = encoder_states(hparams)
+    with torch.no_grad():
+        assert reference(enc, lens)[0] == cached(enc, lens)[0]
