@@ -78,7 +78,7 @@ def prepare(
                 f"{root / 'manifests' / (split + '.tsv')}: missing manifest; the release has {', '.join(SPLITS)}"
             )
     fingerprint = _fingerprint(root, splits, domains, target)
-    if low_resource:  # issue 7: the low-resource files are inputs too
+    if low_resource:  # the low-resource files are inputs too
         fingerprint += low_resource_files.fingerprint(low_resource)
     report_path = save_dir / REPORT_NAME
     if skip_if_done and report_path.is_file():
@@ -121,7 +121,7 @@ def prepare(
                 **notes,
             }
             report["skipped"].extend(skipped)
-        if low_resource:  # issue 7: STOP's low-resource and domain splits
+        if low_resource:  # STOP's low-resource and domain splits
             found = low_resource_files.prepare_low_resource(low_resource, root, target, strict, pool, progress)
             for name, (rows, skipped, entry) in found.items():
                 write_csv(save_dir / f"{name}.csv", rows)

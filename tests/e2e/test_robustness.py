@@ -1,4 +1,4 @@
-"""Nothing lost, nothing silent (issue 5): bad rows, unusable input, a training
+"""Nothing lost, nothing silent: bad rows, unusable input, a training
 run killed and restarted, non-finite losses, determinism and safe loading.
 
 Every test builds real files (wavs, manifests, checkpoints) and runs the real

@@ -1,4 +1,4 @@
-"""Training scaled out (issue 4): several processes with DDP stay bit-identical
+"""Training scaled out: several processes with DDP stay bit-identical
 and prepare the data once; mixed precision keeps the CTC loss finite.
 
 Real runs of recipes/STOP/train.py on CPU: 2 processes under torchrun with the

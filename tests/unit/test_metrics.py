@@ -1,4 +1,6 @@
-"""EM and EM-Tree exactly as STOP_FORMAT.md defines them."""
+"""EM and EM-Tree as the STOP literature computes them (STOP paper, Tomasello et
+al. 2022; ESPnet's and fairseq's scoring): whitespace tokens after case folding,
+labels and brackets as tokens."""
 
 import json
 
