@@ -3,6 +3,7 @@
 stop-slu demo                      synthesise mini-STOP, train, test (CPU, ~25 min)
 stop-slu synth OUT                 write a mini-STOP release spoken by eSpeak NG
 stop-slu prepare STOP_DIR SAVE_DIR STOP release -> SpeechBrain CSVs + report
+stop-slu tokenizer PREPARED_DIR OUT  train the tokenizer on the train CSV; --sizes compares sizes
 stop-slu train HPARAMS [--key=value ...]   the training recipe
 stop-slu finetune MODEL_DIR [--key=value ...]   adapt a trained model to new CSVs
 stop-slu score REF HYP             EM, EM-Tree, validity of ID<TAB>parse files
@@ -92,6 +93,26 @@ def cmd_prepare(args):
     )
     print(summary_line(report))
     print(f"CSVs and prepare_report.json in {args.save_dir}")
+
+
+def cmd_tokenizer(args):
+    from stop_slu.tokenizer import stage
+
+    if args.out is None and not args.sizes:
+        raise CLIError("OUT missing: name the folder to write the tokenizer to, or compare sizes with --sizes")
+    kwargs = {"model_type": args.type, "split": args.split, "target_column": args.target_column}
+    if args.out is not None:
+        _, report = stage.tokenizer_stage(args.prepared_dir, args.out, vocab_size=args.vocab_size, **kwargs)
+        print(stage.format_report(report))
+        print(f"reuse it: stop-slu train HPARAMS --tokenizer_from={args.out} ...")
+    if args.sizes:
+        try:
+            sizes = [int(size) for size in args.sizes.split(",") if size]
+        except ValueError:
+            raise CLIError(f"--sizes {args.sizes}: not a comma-separated list of integers, e.g. 100,400,1000") from None
+        print(f"sizes compared on {args.prepared_dir}/{args.split}.csv ({args.type}; pieces per target; none kept):")
+        print(stage.SIZE_HEADER)
+        stage.compare_sizes(args.prepared_dir, sizes, on_row=lambda row: print(stage.format_size_row(row)), **kwargs)
 
 
 def cmd_train(args):
@@ -255,6 +276,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo even if an identical preparation exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser(
+        "tokenizer",
+        help="train the tokenizer on a prepared train CSV; report it, or compare sizes",
+        description="Train SentencePiece (every intent/slot label and ']' one piece) on the "
+        "semantics column of PREPARED_DIR/train.csv and write OUT/tokenizer.model and "
+        "OUT/tokenizer.json, the folder a training run writes to save/tokenizer/; a run reuses it "
+        "with --tokenizer_from=OUT. Prints pieces, labels, pieces per target (mean, 95th "
+        "percentile), characters the eval/test CSVs use that it does not cover, labels they use "
+        "that it lacks, and three example segmentations. Same CSV and options: OUT is reused. "
+        "--sizes 100,400,1000 trains one per size in a temporary folder and prints a table "
+        "(nothing kept); OUT is then optional.",
+    )
+    p.add_argument("prepared_dir", help="a folder written by stop-slu prepare (train.csv, prepare_report.json)")
+    p.add_argument("out", nargs="?", help="where to write the tokenizer folder")
+    p.add_argument(
+        "--vocab_size",
+        type=int,
+        default=400,
+        help="requested pieces, a soft limit (default: %(default)s, as hparams/mini.yaml; the GPU configs use 500)",
+    )
+    p.add_argument(
+        "--type", default="unigram", choices=["unigram", "bpe", "char"], help="SentencePiece model (default: unigram)"
+    )
+    p.add_argument(
+        "--target_column",
+        help="the manifest column the CSVs must have been prepared from (checked against "
+        "prepare_report.json; default: whichever it was), recorded in tokenizer.json",
+    )
+    p.add_argument("--split", default="train", help="the CSV to train on: PREPARED_DIR/SPLIT.csv (default: train)")
+    p.add_argument("--sizes", help="comma-separated vocabulary sizes to compare, e.g. 100,400,1000 (nothing kept)")
+    p.set_defaults(func=cmd_tokenizer)
 
     p = sub.add_parser(
         "train",

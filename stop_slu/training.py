@@ -8,7 +8,9 @@
 - ``parse_recipe_arguments``: SpeechBrain's command line with numbers read as
   numbers (``--lr_adam=1e-3``).
 - ``prepare_data`` / ``build_tokenizer``: the recipe's first two stages, also
-  run by the SageMaker entry point on every instance.
+  run by the SageMaker entry point on every instance; ``build_tokenizer``
+  trains the tokenizer or reuses a ``stop-slu tokenizer`` folder
+  (``tokenizer_from``).
 - ``copy_tokenizer``: a trained model's tokenizer, for fine-tuning.
 """
 
@@ -27,10 +29,12 @@ import torch
 import yaml
 from speechbrain.utils.distributed import if_main_process
 
+from stop_slu import parses
 from stop_slu.checkpoints import state_digest
-from stop_slu.data_prep.prepare import prepare, summary_line
+from stop_slu.data_prep.prepare import PrepareError, prepare, summary_line
 from stop_slu.inference import MODEL_TOKENIZER
-from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, train_tokenizer
+from stop_slu.tokenizer.parse_tokenizer import MODEL_NAME, ParseTokenizer, train_tokenizer
+from stop_slu.tokenizer.stage import is_tokenizer_folder, reuse_problems
 
 logger = logging.getLogger(__name__)
 
@@ -200,10 +204,67 @@ def prepare_data(hparams: dict):
 
 
 def build_tokenizer(hparams: dict) -> ParseTokenizer:
-    """Train (or reuse) the tokenizer on the training CSV's targets."""
-    with open(Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv", encoding="utf-8") as f:
+    """The run's tokenizer in ``tokenizer_folder``: trained on the training
+    CSV's targets (reused when they and the options are unchanged), or, with
+    ``tokenizer_from`` (a folder from ``stop-slu tokenizer``), that folder's
+    files copied byte for byte, the output layer then taking its size. Logs
+    which and why.
+
+    Raises ``PrepareError`` (one line) when ``tokenizer_from`` is no tokenizer
+    folder, or lacks labels or characters of the train split (a model with it
+    could never output them) unless ``tokenizer_mismatch_ok`` is set.
+    """
+    train_csv = Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv"
+    with open(train_csv, encoding="utf-8") as f:
         targets = [row["semantics"] for row in csv.DictReader(f)]
-    return train_tokenizer(targets, hparams["tokenizer_folder"], hparams["vocab_size"], hparams["tokenizer_type"])
+    source = hparams.get("tokenizer_from")
+    if not source:
+        logger.info("Tokenizer: trained on %s (tokenizer_from is not set)", train_csv)
+        return train_tokenizer(
+            targets,
+            hparams["tokenizer_folder"],
+            hparams["vocab_size"],
+            hparams["tokenizer_type"],
+            target_column=hparams.get("target_column"),
+        )
+    source = Path(source)
+    if not is_tokenizer_folder(source):
+        raise PrepareError(
+            f"{source}: tokenizer_from is not a tokenizer folder (no {MODEL_NAME}); "
+            "make one with `stop-slu tokenizer PREPARED_DIR OUT`"
+        )
+    given = ParseTokenizer(source)
+    problems = reuse_problems(given, [parses.canonical(t) for t in targets])
+    if problems and not hparams.get("tokenizer_mismatch_ok"):
+        raise PrepareError(
+            f"{source}: not trained on this run's train split ({train_csv}): {'; '.join(problems)}, "
+            "so the model could never output them; train it on this split (`stop-slu tokenizer`) "
+            "or pass --tokenizer_mismatch_ok=True to use it anyway"
+        )
+    folder = Path(hparams["tokenizer_folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.iterdir()):
+        if path.is_file():
+            shutil.copyfile(path, folder / path.name)
+    why = "it covers every label and character of the train split"
+    if problems:
+        why = f"tokenizer_mismatch_ok is set although {'; '.join(problems)}"
+    logger.info(
+        "Tokenizer: reused from %s (tokenizer_from), %d pieces (vocab_size=%s and tokenizer_type do not apply); %s",
+        source,
+        given.vocab_size,
+        hparams["vocab_size"],
+        why,
+    )
+    trained_on = given.meta.get("target_column")
+    if trained_on and hparams.get("target_column") and trained_on != hparams["target_column"]:
+        logger.warning(
+            "Tokenizer from %s was trained on %s targets, this run trains on %s: its pieces fit the other column",
+            source,
+            trained_on,
+            hparams["target_column"],
+        )
+    return ParseTokenizer(folder)
 
 
 def copy_tokenizer(model_dir, folder):

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 from pathlib import Path
 
 import sentencepiece as spm
@@ -27,6 +28,7 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 MODEL_NAME = "tokenizer.model"
 META_NAME = "tokenizer.json"
 BOUNDARY = "\u2581"
+MODEL_TYPES = ("unigram", "bpe", "char")
 
 
 def label_inventory(targets) -> list[str]:
@@ -81,16 +83,27 @@ def train_tokenizer(
     folder,
     vocab_size: int = 500,
     model_type: str = "unigram",
+    target_column: str | None = None,
 ) -> ParseTokenizer:
     """Train (or reuse) the tokenizer for ``targets`` in ``folder``.
 
+    ``targets``: STOP parses (strings); ``vocab_size``: the requested number
+    of pieces (a soft limit: small corpora give fewer); ``model_type``:
+    SentencePiece's ``unigram``, ``bpe`` or ``char``; ``target_column``: the
+    manifest column the targets came from, recorded in ``tokenizer.json``.
     Every label seen in ``targets`` becomes a single piece, and
     ``decode(encode(t)) == t`` holds for every target (checked here).
+
+    Raises ``ValueError`` (one line) for no targets, an unknown
+    ``model_type`` or a ``vocab_size`` below the labels and characters the
+    targets need.
     """
     folder = Path(folder)
     targets = [parses.canonical(t) for t in targets]
     if not targets:
         raise ValueError("no training targets to build a tokenizer from")
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"unknown tokenizer type {model_type!r}; use one of {', '.join(MODEL_TYPES)}")
     labels = label_inventory(targets)
     options = {"vocab_size": int(vocab_size), "model_type": model_type}
     fingerprint = _fingerprint(targets, options)
@@ -104,6 +117,37 @@ def train_tokenizer(
     folder.mkdir(parents=True, exist_ok=True)
     symbols = [BOUNDARY + label for label in labels] + [BOUNDARY + parses.CLOSE]
     model = io.BytesIO()  # in memory: no file paths end up inside the model
+    try:
+        _train_sentencepiece(targets, model, vocab_size, model_type, symbols)
+    except RuntimeError as error:
+        too_small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(error))
+        if too_small:
+            raise ValueError(
+                f"vocab_size {vocab_size} is below the {too_small.group(2)} pieces the targets need "
+                "(labels, special ids and every character); raise vocab_size"
+            ) from None
+        raise ValueError(f"SentencePiece could not train: {str(error).splitlines()[0]}") from None
+    tmp = folder / (MODEL_NAME + ".tmp")
+    tmp.write_bytes(model.getvalue())
+    tmp.replace(folder / MODEL_NAME)
+    meta = {"fingerprint": fingerprint, "labels": labels, "n_targets": len(targets), **options}
+    if target_column:
+        meta["target_column"] = target_column
+    tokenizer = ParseTokenizer.__new__(ParseTokenizer)
+    tokenizer.folder, tokenizer.meta = folder, meta
+    tokenizer.sp = spm.SentencePieceProcessor(model_file=str(folder / MODEL_NAME))
+    bad = next((t for t in targets if tokenizer.decode(tokenizer.encode(t)) != t), None)
+    if bad is not None:
+        raise ValueError(f"tokenizer does not round-trip the target {bad!r}")
+    meta["vocab_size_actual"] = tokenizer.vocab_size
+    tmp = folder / (META_NAME + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(meta_path)
+    logger.info("Tokenizer trained in %s: %d pieces from %d targets", folder, tokenizer.vocab_size, len(targets))
+    return tokenizer
+
+
+def _train_sentencepiece(targets, model, vocab_size, model_type, symbols):
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(targets),
         model_writer=model,
@@ -121,18 +165,3 @@ def train_tokenizer(
         shuffle_input_sentence=False,
         minloglevel=2,
     )
-    tmp = folder / (MODEL_NAME + ".tmp")
-    tmp.write_bytes(model.getvalue())
-    tmp.replace(folder / MODEL_NAME)
-    meta = {"fingerprint": fingerprint, "labels": labels, "n_targets": len(targets), **options}
-    tokenizer = ParseTokenizer.__new__(ParseTokenizer)
-    tokenizer.folder, tokenizer.meta = folder, meta
-    tokenizer.sp = spm.SentencePieceProcessor(model_file=str(folder / MODEL_NAME))
-    bad = next((t for t in targets if tokenizer.decode(tokenizer.encode(t)) != t), None)
-    if bad is not None:
-        raise ValueError(f"tokenizer does not round-trip the target {bad!r}")
-    meta["vocab_size_actual"] = tokenizer.vocab_size
-    tmp = folder / (META_NAME + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(meta_path)
-    return tokenizer
