@@ -135,7 +135,22 @@ def cmd_score(args):
     for path in (args.ref, args.hyp):
         if not Path(path).is_file():
             raise CLIError(f"{path}: no such file; expected ID<TAB>parse lines")
-    print(json.dumps(score(read_parse_tsv(args.ref), read_parse_tsv(args.hyp)), indent=2))
+    refs, hyps = read_parse_tsv(args.ref, "reference"), read_parse_tsv(args.hyp, "hypothesis")
+    matched = sum(uid in hyps for uid in refs)
+    if not matched:
+        raise CLIError(
+            f"{args.hyp}: no hypothesis ID is a reference ID of {args.ref} (e.g. {next(iter(hyps))!r} vs "
+            f"{next(iter(refs))!r}); pass files with the same utterance IDs"
+        )
+    result = score(refs, hyps)
+    print(json.dumps(result, indent=2))
+    if matched < 0.9 * len(refs) or result["hyp_not_in_ref"] > 0.1 * len(hyps):
+        print(
+            f"WARNING: only {matched} of the {len(refs)} reference IDs have a hypothesis "
+            f"({result['hyp_not_in_ref']} hypothesis IDs are not in the reference); the scores count every "
+            "missing one as wrong: check that both files hold the same utterances",
+            file=sys.stderr,
+        )
 
 
 def cmd_parse(args):
@@ -340,9 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "score",
         help="EM, EM-Tree and validity of hypotheses against references",
-        description="REF and HYP are ID<TAB>parse files without header. Prints JSON with "
-        "em, em_tree, valid (percentages), n and per-domain scores. A missing or "
-        "empty hypothesis counts as wrong.",
+        description="REF and HYP are ID<TAB>parse files (UTF-8, with or without a byte-order "
+        "mark; an optional header row starting with ID, e.g. the recipe's predictions_test.tsv, "
+        "whose reference/hypothesis column each side then reads). Prints JSON with em, em_tree, "
+        "valid (percentages), n, per-domain scores, ref_without_hyp and hyp_not_in_ref. A missing "
+        "or empty hypothesis counts as wrong; a warning says when many IDs do not match, an "
+        "error when none does.",
     )
     p.add_argument("ref")
     p.add_argument("hyp")

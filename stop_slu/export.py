@@ -11,10 +11,15 @@ EXPORT_DIR holds everything needed to parse audio, and nothing of training:
 - ``labels.txt``: the intent and slot labels the model can output;
 - ``README.md``: a model card (test metrics, config, data, how to load).
 
-Load it like a SpeechBrain pretrained model::
+``hyperparams.yaml`` holds the ``modules`` and a ``pretrainer``
+(SpeechBrain's ``Pretrainer``: ``model`` <- ``model.ckpt`` loaded strictly,
+``normalizer`` <- ``normalizer.ckpt``, both weights-only), so the folder, or a
+Hugging Face Hub repository it is uploaded to, loads like any SpeechBrain
+pretrained model::
 
     from stop_slu.inference import SLUParser
-    parser = SLUParser.from_hparams(source="EXPORT_DIR")
+    parser = SLUParser.from_hparams(source="EXPORT_DIR_or_HUB_REPO", savedir="pretrained/stop",
+                                    run_opts={"device": "cuda"})
     parser.parse_file("audio.wav")
 """
 
@@ -69,13 +74,28 @@ def inference_yaml(recipe_text: str, overrides: dict) -> str:
         "# HyperPyYAML runs the code it names: load exported models only from sources you trust.\n"
         "export_folder: !PLACEHOLDER  # set by SLUParser.from_hparams(source=...)\n\n"
     )
-    return header + body
+    return header + body + _PRETRAINER
+
+
+# How SpeechBrain's pretrained_from_hparams loads the weights (stop_slu.inference's hooks).
+# Each loadable's file is <name>.ckpt of the source (EXPORT_MODEL, EXPORT_NORMALIZER).
+_PRETRAINER = """
+# Loaded by SLUParser.from_hparams (SpeechBrain's pretrained_from_hparams): the files
+# are fetched from the source into savedir, then loaded weights-only, the model strictly.
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+  loadables:
+    model: !ref <model>
+    normalizer: !ref <normalize>
+  custom_hooks:
+    model: !name:stop_slu.inference.load_model_weights
+    normalizer: !name:stop_slu.inference.load_normalizer
+"""
 
 
 def _model_card(out: Path, export: Path, parser: SLUParser, overrides: dict) -> str:
     metrics_path, report_path = out / "metrics_test.json", out / "data" / "prepare_report.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    n_params = sum(p.numel() for p in parser.hparams["model"].parameters())
+    n_params = sum(p.numel() for p in parser.hparams.model.parameters())
     lines = [
         f"# STOP spoken-language-understanding model ({out.name})",
         "",
@@ -85,11 +105,17 @@ def _model_card(out: Path, export: Path, parser: SLUParser, overrides: dict) -> 
         "## Use",
         "",
         "```python",
-        "from stop_slu.inference import SLUParser",
-        f'parser = SLUParser.from_hparams(source="{export}")  # this folder',
-        'parser.parse_file("audio.wav")',
+        "from stop_slu.inference import SLUParser  # pip install stop-slu (a SpeechBrain Pretrained interface)",
+        "parser = SLUParser.from_hparams(",
+        f'    source="{export}",  # this folder, or the Hugging Face Hub repository it was uploaded to',
+        '    savedir="pretrained/stop",',
+        '    run_opts={"device": "cpu"},  # or "cuda"',
+        ")",
+        'parser.parse_file("audio.wav")  # the parse',
+        'parser.parse_files(["a.wav", "b.wav"])  # dicts: parse, intent, slots',
         "```",
-        "or `stop-slu parse THIS_FOLDER audio.wav`.",
+        "or `stop-slu parse THIS_FOLDER audio.wav`. `hyperparams.yaml` is HyperPyYAML, which runs",
+        "the code it names: load this model only if you trust where it comes from.",
         "",
         "## Model",
         "",
@@ -149,8 +175,8 @@ def export_model(output_folder, export_dir) -> Path:
     export.mkdir(parents=True, exist_ok=True)
     text = inference_yaml((out / RECIPE_COPY).read_text(encoding="utf-8"), overrides)
     (export / EXPORT_HPARAMS).write_text(text, encoding="utf-8")
-    torch.save(parser.hparams["model"].state_dict(), export / EXPORT_MODEL)
-    parser.hparams["normalize"]._save(export / EXPORT_NORMALIZER)
+    torch.save(parser.hparams.model.state_dict(), export / EXPORT_MODEL)
+    parser.hparams.normalize._save(export / EXPORT_NORMALIZER)
     tokenizer_dir = export / EXPORT_TOKENIZER
     tokenizer_dir.mkdir(exist_ok=True)
     for name in ("tokenizer.model", "tokenizer.json"):

@@ -1,22 +1,36 @@
-"""Parse new audio with a trained model folder (a recipe output folder).
+"""Parse new audio with a trained model: ``SLUParser``, a SpeechBrain
+``Pretrained`` interface.
 
-The folder needs nothing else: it holds the config the model was trained with
-(``recipe.yaml`` + ``recipe_overrides.yaml``), the checkpoints under save/ and
-the tokenizer under save/tokenizer/. Only files inside the folder are read (a
-symlink leading out of it is refused; its own save/ layout is used whatever the
-training run's overrides said) and checkpoints load with
-``torch.load(weights_only=True)``; but ``recipe.yaml`` is HyperPyYAML, which
-runs the code it names: parse only model folders from sources you trust.
+Two kinds of model folder load:
+
+- an exported model (``stop-slu export``), local or on the Hugging Face Hub,
+  through SpeechBrain's own ``from_hparams``: its ``hyperparams.yaml`` holds
+  ``modules`` and a ``pretrainer`` that loads ``model.ckpt`` (strictly) and
+  ``normalizer.ckpt``;
+- a training output folder (``SLUParser.from_folder``): the config the model
+  was trained with (``recipe.yaml`` + ``recipe_overrides.yaml``), the
+  checkpoints under save/ (the best ones averaged) and the tokenizer under
+  save/tokenizer/; its own save/ layout is used whatever the training run's
+  overrides said.
+
+From a local folder only files inside it are read (a symlink leading out of it
+is refused), and every checkpoint loads with ``torch.load(weights_only=True)``;
+but the configs are HyperPyYAML, which runs the code it names: load models
+only from sources you trust.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.inference.interfaces import Pretrained, pretrained_from_hparams
 from speechbrain.utils.data_utils import batch_pad_right
+from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from stop_slu import parses
 from stop_slu.checkpoints import load_averaged_model, weights_only_loading
@@ -82,25 +96,96 @@ def check_model_folder(folder) -> Path:
     return folder
 
 
-class SLUParser:
-    """A trained model ready to parse audio."""
+class _Hparams(SimpleNamespace):
+    """Pretrained's ``hparams`` namespace (``parser.hparams.test_search``) that
+    also reads like the dict it came from (``parser.hparams["model"]``)."""
 
-    def __init__(self, hparams: dict, tokenizer: ParseTokenizer, device: str = "cpu", overrides=None):
-        self.hparams = hparams
-        self.tokenizer = tokenizer
-        self.overrides = overrides or {}  # of the training run (for the model card)
-        self.device = torch.device(device)
-        for name in ("model", "normalize", "compute_features"):
-            hparams[name].to(self.device).eval()
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def __contains__(self, key):
+        return hasattr(self, key)
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+
+def load_model_weights(model: torch.nn.Module, path):
+    """Pretrainer hook for ``model.ckpt``: a state dict read weights-only
+    (``torch.load(weights_only=True)``) and loaded strictly: every key must
+    match, where SpeechBrain's default transfer hook only warns. Raises
+    CheckpointError for a file holding pickled objects, RuntimeError for keys
+    or shapes that do not match the model."""
+    with weights_only_loading(path):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+
+
+def load_normalizer(normalizer, path):
+    """Pretrainer hook for ``normalizer.ckpt``: SpeechBrain's
+    ``InputNormalization`` statistics, read weights-only."""
+    with weights_only_loading(path):
+        normalizer._load(path)
+
+
+def _check_export_folder(folder: Path):
+    """A local exported model folder: the files it needs, none leading outside it."""
+    needed = [folder / n for n in (EXPORT_HPARAMS, EXPORT_MODEL, EXPORT_NORMALIZER)]
+    needed += [folder / EXPORT_TOKENIZER / n for n in TOKENIZER_FILES]
+    missing = [str(p.relative_to(folder)) for p in needed if not p.is_file()]
+    if missing:
+        raise ModelFolderError(
+            f"{folder}: not an exported model (missing {', '.join(missing)}); make one with stop-slu export"
+        )
+    for path in (*needed, *sorted(folder.rglob("*"))):
+        _inside(folder, path)
+
+
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # SentencePiece model, label inventory
+_EXPORT_REF = re.compile(r"<export_folder>/([^\s'\"\]\[,{}]+)")
+
+
+class SLUParser(Pretrained):
+    """A trained model ready to parse audio: a SpeechBrain ``Pretrained`` interface.
+
+    Load an exported model (``stop-slu export``; a local folder or a Hugging
+    Face Hub repository) the SpeechBrain way::
+
+        parser = SLUParser.from_hparams(source="EXPORT_DIR", savedir="pretrained/stop",
+                                        run_opts={"device": "cuda"})
+        parser.parse_file("audio.wav")  # '[IN:CREATE_ALARM [SL:DATE_TIME for seven ] ]'
+
+    or a training output folder with ``SLUParser.from_folder(OUT)``. The
+    modules (``self.mods``) are the config's ``modules``; ``self.hparams``
+    holds the rest (attribute or ``[key]`` access). Audio is 16 kHz mono
+    (other rates are resampled, stereo down-mixed when loading files).
+    """
+
+    HPARAMS_NEEDED = ["model", "compute_features", "test_search", "decouple_output", "sample_rate", "pad_index"]
+    MODULES_NEEDED = ["CNN", "Transformer", "normalize"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hparams = _Hparams(**vars(self.hparams))
+        self.overrides = {}  # of the training run (for the model card); from_folder sets them
+        folder = self.hparams.get("tokenizer_folder") or Path(self.hparams.export_folder) / EXPORT_TOKENIZER
+        self.tokenizer = ParseTokenizer(folder)
+        for module in (self.hparams.model, self.hparams.compute_features, self.hparams.test_search):
+            module.to(self.device).eval()
 
     @classmethod
-    def from_folder(cls, folder, device: str = "cpu", overrides: dict | None = None) -> SLUParser:
-        """A training output folder, or an exported model folder. ``overrides``
-        change the config for inference (e.g. ``{"test_beam_size": 4}``)."""
+    def from_folder(
+        cls, folder, device: str = "cpu", overrides: dict | None = None, run_opts: dict | None = None
+    ) -> SLUParser:
+        """A training output folder (or an exported model folder, loaded with
+        ``from_hparams``). ``overrides`` change the config for inference (e.g.
+        ``{"test_beam_size": 4}``); ``device`` is a torch device string.
+        Raises ModelFolderError for a folder that is not a trained model."""
+        run_opts = {"device": device, **(run_opts or {})}
         folder = Path(folder).resolve()
         recipe = folder / RECIPE_COPY
         if not recipe.is_file() and (folder / EXPORT_HPARAMS).is_file():
-            return cls.from_hparams(folder, device=device, overrides=overrides)
+            return cls.from_hparams(source=str(folder), overrides=overrides, run_opts=run_opts)
         overrides_path = folder / RECIPE_OVERRIDES
         save = folder / "save"
         for path in (recipe, overrides_path, save, *sorted(save.rglob("*"))):
@@ -118,32 +203,67 @@ class SLUParser:
         with open(recipe, encoding="utf-8") as f:
             hparams = load_hyperpyyaml(f, overrides)
         _inside(folder, Path(hparams["checkpointer"].checkpoints_dir))
-        tokenizer_dir = Path(hparams["tokenizer_folder"])
-        if not load_averaged_model(hparams, max_key="ACC", device=device):
+        if not load_averaged_model(hparams, max_key="ACC", device=run_opts["device"]):
             raise ModelFolderError(f"{hparams['save_folder']}: no checkpoint; training has not saved a model yet")
-        return cls(hparams, ParseTokenizer(tokenizer_dir), device, overrides=trained_with)
+        parser = cls(modules=hparams["modules"], hparams=hparams, run_opts=run_opts)
+        parser.overrides = trained_with or {}
+        return parser
 
     @classmethod
-    def from_hparams(cls, source, device: str = "cpu", overrides: dict | None = None) -> SLUParser:
-        """An exported model folder (``stop-slu export``), loaded the way
-        SpeechBrain pretrained models are: ``SLUParser.from_hparams(source=DIR)``."""
-        folder = Path(source).resolve()
-        needed = [folder / n for n in (EXPORT_HPARAMS, EXPORT_MODEL, EXPORT_NORMALIZER)]
-        needed.append(folder / EXPORT_TOKENIZER / "tokenizer.model")
-        missing = [p.name for p in needed if not p.is_file()]
-        if missing:
-            raise ModelFolderError(
-                f"{folder}: not an exported model (missing {', '.join(missing)}); make one with stop-slu export"
+    def from_hparams(
+        cls,
+        source,
+        hparams_file: str = EXPORT_HPARAMS,
+        savedir=None,
+        overrides: dict | None = None,
+        local_strategy: LocalStrategy = LocalStrategy.SYMLINK,
+        fetch_config: FetchConfig = FetchConfig(),
+        **kwargs,
+    ) -> SLUParser:
+        """An exported model (``stop-slu export``), loaded through SpeechBrain's
+        ``pretrained_from_hparams``: ``source`` is a local folder or a Hugging
+        Face Hub repository id, ``savedir`` where its files are linked or
+        downloaded (default: the local folder itself, or the Hub cache).
+        The tokenizer (which the tree-constrained search reads when it is built)
+        and any other file the config names under ``<export_folder>`` are
+        fetched into ``savedir`` first, then the config is loaded with
+        ``export_folder`` set there and the Pretrainer loads ``model.ckpt``
+        (strictly) and ``normalizer.ckpt``, weights-only. ``kwargs`` go to
+        the constructor (``run_opts={"device": "cuda"}``, ``freeze_params``).
+        Raises ModelFolderError for a local folder that is not an export, or
+        one holding a symlink that leads outside it."""
+        if Path(str(source)).is_dir():
+            source = Path(source).resolve()
+            _check_export_folder(source)
+            source = str(source)
+        fetch_opts = {"source": source, "savedir": savedir, "local_strategy": local_strategy}
+        fetch_opts["fetch_config"] = fetch_config
+        config = fetch(filename=hparams_file, **fetch_opts)
+        wanted = {f"{EXPORT_TOKENIZER}/{n}" for n in TOKENIZER_FILES}
+        wanted |= set(_EXPORT_REF.findall(Path(config).read_text(encoding="utf-8"))) - {EXPORT_TOKENIZER}
+        export_folder = None
+        for relative in sorted(wanted):
+            if savedir is not None:
+                (Path(savedir) / relative).parent.mkdir(parents=True, exist_ok=True)
+            local = fetch(filename=relative, **fetch_opts)
+            if relative == f"{EXPORT_TOKENIZER}/{TOKENIZER_FILES[0]}":
+                export_folder = Path(local).parent.parent
+        with weights_only_loading(source):
+            return pretrained_from_hparams(
+                cls,
+                hparams_file=hparams_file,
+                overrides={**(overrides or {}), "export_folder": str(export_folder)},
+                **fetch_opts,
+                **kwargs,
             )
-        for path in (*needed, *sorted(folder.rglob("*"))):
-            _inside(folder, path)
-        with open(folder / EXPORT_HPARAMS, encoding="utf-8") as f:
-            hparams = load_hyperpyyaml(f, {**(overrides or {}), "export_folder": str(folder)})
-        with weights_only_loading(folder):  # the normaliser's file too
-            state = torch.load(folder / EXPORT_MODEL, map_location=device, weights_only=True)
-            hparams["model"].load_state_dict(state, strict=True)
-            hparams["normalize"]._load(folder / EXPORT_NORMALIZER)
-        return cls(hparams, ParseTokenizer(folder / EXPORT_TOKENIZER), device)
+
+    @torch.no_grad()
+    def encode_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+        """Audio (batch, samples) at ``sample_rate`` with relative lengths
+        (batch,) -> encoder output (batch, frames, d_model)."""
+        wavs, wav_lens = wavs.to(self.device).float(), wav_lens.to(self.device)
+        src, wav_lens = encoder_input(self.mods, self.hparams.compute_features, wavs, wav_lens)
+        return self.mods.Transformer.encode(src, wav_lens, pad_idx=self.hparams.pad_index)
 
     def parse_file(self, path) -> str:
         """The parse of one audio file (any sample rate; stereo is down-mixed)."""
@@ -151,18 +271,20 @@ class SLUParser:
 
     @torch.no_grad()
     def parse_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
-        """Parses of a padded batch (``wav_lens`` relative, as in SpeechBrain)."""
-        hp = self.hparams
-        wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
-        src, wav_lens = encoder_input(hp["modules"], hp["compute_features"], wavs, wav_lens)
-        enc_out = hp["Transformer"].encode(src, wav_lens, pad_idx=hp["pad_index"])
-        hyps, _, _, _ = hp["test_search"](enc_out, wav_lens)
-        return [output_parse(self.tokenizer, h, hp["decouple_output"]) for h in hyps]
+        """Parses of a padded batch: ``wavs`` (batch, samples) at ``sample_rate``,
+        ``wav_lens`` (batch,) relative lengths in [0, 1], as in SpeechBrain."""
+        wav_lens = wav_lens.to(self.device)
+        hyps, _, _, _ = self.hparams.test_search(self.encode_batch(wavs, wav_lens), wav_lens)
+        return [output_parse(self.tokenizer, h, self.hparams.decouple_output) for h in hyps]
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
+        """The full model on a batch: ``parse_batch``."""
+        return self.parse_batch(wavs, wav_lens)
 
     def load_batch(self, paths) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio files as a padded batch and relative lengths, padded the way the
         recipe's data loader pads them (SpeechBrain's ``batch_pad_right``)."""
-        signals = [torch.from_numpy(load_audio(str(p), self.hparams["sample_rate"])) for p in paths]
+        signals = [torch.from_numpy(load_audio(str(p), self.hparams.sample_rate)) for p in paths]
         return batch_pad_right(signals)
 
     def parse_files(self, paths, batch_size: int = 8) -> list[dict]:

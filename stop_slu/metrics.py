@@ -10,6 +10,7 @@ only the labels and brackets. A missing or empty hypothesis counts as wrong.
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from pathlib import Path
 
@@ -24,8 +25,10 @@ def _pct(k: int, n: int) -> float:
 def score(refs: dict, hyps: dict, domains: dict | None = None) -> dict:
     """Metrics of ``hyps`` (ID -> parse) against ``refs`` (ID -> parse).
 
-    Every reference ID counts; IDs only in ``hyps`` are ignored. ``domains``
-    (ID -> domain) defaults to the domain read from STOP-style IDs.
+    Every reference ID counts (one without a hypothesis is wrong); IDs only in
+    ``hyps`` are not scored. Both are counted: ``ref_without_hyp``,
+    ``hyp_not_in_ref``. ``domains`` (ID -> domain) defaults to the domain read
+    from STOP-style IDs.
     """
     n = len(refs)
     em = em_tree = valid = intent_ok = 0
@@ -59,6 +62,8 @@ def score(refs: dict, hyps: dict, domains: dict | None = None) -> dict:
         "em_tree": _pct(em_tree, n),
         "valid": _pct(valid, n),
         "n": n,
+        "ref_without_hyp": sum(uid not in hyps for uid in refs),
+        "hyp_not_in_ref": sum(uid not in refs for uid in hyps),
         "intent_acc": _pct(intent_ok, n),
         "slot_precision": _pct(slot_tp, slot_hyp),
         "slot_recall": _pct(slot_tp, slot_ref),
@@ -129,17 +134,57 @@ def confusions(refs: dict, hyps: dict) -> Counter:
     return counts
 
 
-def read_parse_tsv(path) -> dict:
-    """``ID<TAB>parse`` lines (no header) -> dict; a missing parse reads as ''."""
+# Names a header row gives the ID column and, per side, the parse column (first found wins).
+ID_COLUMNS = ("id", "uid", "utt_id", "utterance_id", "key")
+PARSE_COLUMNS = {
+    "reference": ("reference", "parse", "semantics", "target", "ref"),
+    "hypothesis": ("hypothesis", "parse", "prediction", "semantics", "hyp"),
+}
+
+
+def read_parse_tsv(path, side: str = "hypothesis") -> dict:
+    """An ``ID<TAB>parse`` file -> {ID: parse}; a missing parse reads as ''.
+
+    UTF-8 with or without a byte-order mark. A first row whose first field is
+    an ID column name (``ID``, ``uid``...) is a header; its parse column is then
+    the one named for ``side`` (``reference`` or ``hypothesis``, else
+    ``parse``...), so the recipe's ``predictions_test.tsv`` (ID, hypothesis,
+    reference, domain) reads right on either side. Raises ValueError, one line
+    starting with the path, for a file that is not UTF-8, has no tab, no rows,
+    an ID twice or a header without a parse column.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.start} is not UTF-8); save the file as UTF-8") from None
+    rows = [
+        (line_no, row)
+        for line_no, row in enumerate(
+            csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE), 1
+        )
+        if row and row[0].strip()
+    ]
+    if not rows:
+        raise ValueError(f"{path}: no ID<TAB>parse lines; expected one utterance per line")
+    if all(len(row) < 2 for _, row in rows):
+        raise ValueError(f"{path}: no tab on any line; expected ID<TAB>parse lines (tab-separated, not spaces)")
+    column = 1
+    header = [field.strip().lower() for field in rows[0][1]]
+    if header[0] in ID_COLUMNS:
+        names = [name for name in PARSE_COLUMNS[side] if name in header[1:]]
+        if not names:
+            raise ValueError(
+                f"{path}: the header row names {', '.join(rows[0][1])}, no parse column; "
+                f"name it {' or '.join(PARSE_COLUMNS[side][:2])}, or drop the header"
+            )
+        column = header.index(names[0])
+        rows = rows[1:]
     out = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for line_no, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
-            if not row or not row[0].strip():
-                continue
-            uid = row[0].strip()
-            if uid in out:
-                raise ValueError(f"{path}:{line_no}: ID {uid!r} appears twice")
-            out[uid] = row[1] if len(row) > 1 else ""
+    for line_no, row in rows:
+        uid = row[0].strip()
+        if uid in out:
+            raise ValueError(f"{path}:{line_no}: ID {uid!r} appears twice; keep one line per utterance")
+        out[uid] = row[column] if len(row) > column else ""
     return out
 
 

@@ -78,20 +78,26 @@ def test_exported_model_parses_like_the_recipe_in_a_fresh_process(trained, tmp_p
         "README.md",
     ):
         assert (export / name).is_file(), name
-    assert "save" not in (export / "hyperparams.yaml").read_text().split("export_folder")[0]
-    assert str(out) not in (export / "hyperparams.yaml").read_text()  # no path back to the run
+    config = (export / "hyperparams.yaml").read_text()
+    assert "save" not in config.split("export_folder")[0]
+    assert str(out) not in config  # no path back to the run
+    assert "speechbrain.utils.parameter_transfer.Pretrainer" in config and "\nmodules:" in config
 
     rows = _test_rows(out)
     assert len(rows) <= 32  # one test batch, so padding matches the recipe's decoding
+    # SpeechBrain's own loading path, into a separate savedir, in a fresh process
     script = (
         "import json, sys\n"
+        "from speechbrain.inference.interfaces import Pretrained\n"
         "from stop_slu.inference import SLUParser\n"
-        "parser = SLUParser.from_hparams(source=sys.argv[1])\n"
-        "wavs, lens = parser.load_batch(sys.argv[2:])\n"
-        "print(json.dumps({'batch': parser.parse_batch(wavs, lens), 'file': parser.parse_file(sys.argv[2])}))\n"
+        "parser = SLUParser.from_hparams(source=sys.argv[1], savedir=sys.argv[2], run_opts={'device': 'cpu'})\n"
+        "assert isinstance(parser, Pretrained) and 'Transformer' in parser.mods\n"
+        "wavs, lens = parser.load_batch(sys.argv[3:])\n"
+        "print(json.dumps({'batch': parser.parse_batch(wavs, lens), 'file': parser.parse_file(sys.argv[3])}))\n"
     )
+    savedir = tmp_path / "pretrained"
     result = subprocess.run(
-        [sys.executable, "-c", script, str(export), *(r["wav"] for r in rows)],
+        [sys.executable, "-c", script, str(export), str(savedir), *(r["wav"] for r in rows)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -101,10 +107,25 @@ def test_exported_model_parses_like_the_recipe_in_a_fresh_process(trained, tmp_p
     with open(out / "predictions_test.tsv", encoding="utf-8") as f:
         recipe = {r["ID"]: r["hypothesis"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
     assert parsed["batch"] == [recipe[r["ID"]] for r in rows]
+    for name in ("hyperparams.yaml", "model.ckpt", "normalizer.ckpt", "tokenizer/tokenizer.model"):
+        assert (savedir / name).exists(), name  # fetched into savedir
 
-    # the CLI takes the export folder too
-    first = json.loads(run_cli("parse", export, rows[0]["wav"]).stdout.splitlines()[0])
-    assert first["parse"] == parsed["file"]
+    # the CLI parses the same, from the export folder and from the training folder
+    cli = json.loads(run_cli("parse", export, rows[0]["wav"]).stdout.splitlines()[0])
+    assert cli["parse"] == parsed["file"]
+    assert json.loads(run_cli("parse", out, rows[0]["wav"]).stdout.splitlines()[0])["parse"] == parsed["file"]
+
+
+def test_export_with_a_symlink_out_of_it_is_refused(trained, tmp_path):
+    out, _ = trained
+    export = tmp_path / "export"
+    run_cli("export", out, export)
+    outside = tmp_path / "elsewhere.ckpt"
+    (export / "model.ckpt").rename(outside)
+    (export / "model.ckpt").symlink_to(outside)
+    result = run_cli("parse", export, _test_rows(out)[0]["wav"], check=False)
+    assert result.returncode != 0 and "leads outside the model folder" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_tensorboard_logs_when_asked(mini_release, tmp_path):

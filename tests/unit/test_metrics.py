@@ -94,3 +94,68 @@ def test_confusions_pair_reference_and_hypothesis_labels():
         ("SL:LOCATION", "SL:DATE_TIME"): 1,
         ("(none)", "SL:LOCATION"): 1,
     }
+
+
+def _write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+REF_TSV = "".join(f"{k}\t{v}\n" for k, v in REF.items())
+
+
+def test_score_files_with_a_byte_order_mark_or_a_header_read_right(tmp_path):
+    from stop_slu.metrics import read_parse_tsv
+
+    assert read_parse_tsv(_write(tmp_path / "bom.tsv", REF_TSV, "utf-8-sig"), "hypothesis") == REF
+    assert read_parse_tsv(_write(tmp_path / "header.tsv", "ID\tparse\n" + REF_TSV), "reference") == REF
+    assert (
+        read_parse_tsv(_write(tmp_path / "bom_header.tsv", "id\tparse\n" + REF_TSV, "utf-8-sig"), "hypothesis") == REF
+    )
+    # the recipe's own predictions_test.tsv: each side takes its column
+    rows = "".join(f"{k}\t[IN:WRONG ]\t{v}\tweather\n" for k, v in REF.items())
+    predictions = _write(tmp_path / "predictions_test.tsv", "ID\thypothesis\treference\tdomain\n" + rows)
+    assert read_parse_tsv(predictions, "reference") == REF
+    assert set(read_parse_tsv(predictions, "hypothesis").values()) == {"[IN:WRONG ]"}
+
+
+def test_unreadable_score_files_are_refused_in_one_line(tmp_path):
+    import pytest
+
+    from stop_slu.metrics import read_parse_tsv
+
+    cases = {
+        "spaces.tsv": ("".join(f"{k} {v}\n" for k, v in REF.items()), "utf-8", "no tab"),
+        "latin1.tsv": ("a\t[IN:GET_WEATHER [SL:LOCATION münchen ] ]\n", "latin-1", "UTF-8"),
+        "empty.tsv": ("\n\n", "utf-8", "no ID<TAB>parse lines"),
+        "twice.tsv": ("a\t[IN:GET_ALARM ]\na\t[IN:GET_ALARM ]\n", "utf-8", "appears twice"),
+        "columns.tsv": ("ID\tfoo\tbar\na\tx\ty\n", "utf-8", "no parse column"),
+    }
+    for name, (text, encoding, reason) in cases.items():
+        with pytest.raises(ValueError, match=reason) as error:
+            read_parse_tsv(_write(tmp_path / name, text, encoding), "hypothesis")
+        assert str(error.value).startswith(str(tmp_path / name)) and "\n" not in str(error.value)
+
+
+def test_score_counts_ids_on_one_side_only():
+    result = score(REF, {"test_0-alarm-00000001": REF["test_0-alarm-00000001"], "other": "[IN:GET_ALARM ]"})
+    assert (result["n"], result["ref_without_hyp"], result["hyp_not_in_ref"]) == (4, 3, 1)
+
+
+def test_score_cli_reads_bom_and_header_and_warns_when_few_ids_match(tmp_path):
+    ref = _write(tmp_path / "ref.tsv", REF_TSV)
+    for hyp_text, encoding in ((REF_TSV, "utf-8-sig"), ("ID\tparse\n" + REF_TSV, "utf-8")):
+        result = run_cli("score", ref, _write(tmp_path / "hyp.tsv", hyp_text, encoding))
+        assert (json.loads(result.stdout)["em"], json.loads(result.stdout)["ref_without_hyp"]) == (100.0, 0)
+        assert "WARNING" not in result.stderr
+
+    few = _write(tmp_path / "few.tsv", "test_1-alarm-00000002\t[IN:GET_ALARM ]\nx-1\t[IN:GET_ALARM ]\n")
+    result = run_cli("score", ref, few)
+    assert json.loads(result.stdout)["hyp_not_in_ref"] == 1
+    assert "WARNING: only 1 of the 4 reference IDs have a hypothesis" in result.stderr
+
+    none = _write(tmp_path / "none.tsv", "x-1\t[IN:GET_ALARM ]\n")
+    result = run_cli("score", ref, none, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: ") and "no hypothesis ID" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
