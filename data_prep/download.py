@@ -23,6 +23,7 @@ download would later be taken for the archive.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import tarfile
 import urllib.error
@@ -105,11 +106,11 @@ def download(url: str, dest, progress: bool = True, timeout: float = 60.0) -> Pa
                     disable=not progress,
                 ) as bar,
             ):
-                while chunk := response.read(_CHUNK):
+                while chunk := response.read1(_CHUNK):
                     f.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-        except (OSError, urllib.error.URLError) as e:
+        except (OSError, urllib.error.URLError, http.client.HTTPException) as e:
             raise DownloadError(
                 f"{url}: download interrupted at {received} bytes ({e}); run again to resume from {part}"
             ) from None
