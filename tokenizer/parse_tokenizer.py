@@ -55,6 +55,11 @@ class ParseTokenizer:
     def labels(self) -> list[str]:
         return self.meta.get("labels", [])
 
+    @property
+    def empty_slots(self) -> list[str]:
+        """Slot labels (``[SL:Y``) that some training target leaves empty."""
+        return self.meta.get("empty_slots", [])
+
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text, out_type=int)
 
@@ -124,7 +129,8 @@ def train_tokenizer(
     tmp = folder / (MODEL_NAME + ".tmp")
     tmp.write_bytes(model.getvalue())
     tmp.replace(folder / MODEL_NAME)
-    meta = {"fingerprint": fingerprint, "labels": labels, "n_targets": len(targets), **options}
+    empty = sorted(set().union(*(parses.empty_slots(t) for t in targets)))
+    meta = {"fingerprint": fingerprint, "labels": labels, "empty_slots": empty, "n_targets": len(targets), **options}
     tokenizer = ParseTokenizer.__new__(ParseTokenizer)
     tokenizer.folder, tokenizer.meta = folder, meta
     tokenizer.sp = spm.SentencePieceProcessor(model_file=str(folder / MODEL_NAME))
