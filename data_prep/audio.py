@@ -79,31 +79,53 @@ def audio_info(path) -> AudioInfo:
     anything else goes through soundfile. Raises AudioError for a
     missing, truncated, empty or non-audio file.
     """
+    info, _ = audio_info_and_stat(path)
+    if isinstance(info, AudioError):
+        raise info
+    return info
+
+
+def audio_info_and_stat(path) -> tuple[AudioInfo | AudioError, tuple[int, int] | None]:
+    """``(AudioInfo or the AudioError saying why the file is unusable, (size in
+    bytes, modification time in ns) or None for a missing file)``: the header
+    read of ``audio_info`` and the file's identity from the same open, so
+    preparation can tell later whether the audio changed (``os.stat`` of the
+    same path gives the same pair)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        raise AudioError("missing file") from None
+        return AudioError("missing file"), None
     except OSError as e:
-        raise AudioError(f"unreadable: {e.strerror or e}") from None
+        try:
+            stat = os.stat(path)
+            key = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            key = None
+        return AudioError(f"unreadable: {e.strerror or e}"), key
     try:
         head = os.read(fd, HEADER_BYTES)
-        size = os.lseek(fd, 0, os.SEEK_END)  # the file's size; cheaper than fstat
+        stat = os.fstat(fd)
     except OSError as e:
-        raise AudioError(f"unreadable: {e.strerror or e}") from None
+        return AudioError(f"unreadable: {e.strerror or e}"), None
     finally:
         os.close(fd)
+    size = stat.st_size
+    key = (size, stat.st_mtime_ns)
     info = None
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        info = _riff_info(head, size)
-    if info is None:
-        try:
-            sfinfo = sf.info(str(path))
-        except Exception:
-            raise AudioError("not an audio file") from None
-        info = AudioInfo(sfinfo.samplerate, sfinfo.channels, sfinfo.frames)
-    if info.frames <= 0:
-        raise AudioError("no audio samples")
-    return info
+    try:
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            info = _riff_info(head, size)
+        if info is None:
+            try:
+                sfinfo = sf.info(str(path))
+            except Exception:
+                raise AudioError("not an audio file") from None
+            info = AudioInfo(sfinfo.samplerate, sfinfo.channels, sfinfo.frames)
+        if info.frames <= 0:
+            raise AudioError("no audio samples")
+    except AudioError as e:
+        return e, key
+    return info, key
 
 
 def load_audio(path, target_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -116,12 +116,12 @@ def prepare_low_resource(folder, root: Path, target: str, strict: bool, pool, pr
     for split in SPLITS:
         manifest = root / "manifests" / f"{split}.tsv"
         if manifest.is_file():
-            by_id.update((utterance_id(row[1]), row) for row in read_manifest(manifest, target))
+            by_id.update((utterance_id(row[1]), row) for row in read_manifest(manifest, target)[0])
     results = {}
     for name, path in files.items():
         entries, malformed = read_low_resource_file(path)
         rows, unknown = join_labels(entries, by_id)
-        csv_rows, skipped, notes = prepare_split(root, name, rows, None, pool, progress)
+        csv_rows, skipped, notes = prepare_split(root, name, (rows, []), None, pool, progress)
         skipped = sorted([{"split": name, **e} for e in malformed + unknown] + skipped, key=lambda e: e["line"])
         duplicates = sum(e["reason"] == DUPLICATE_ROW for e in skipped)
         if strict and len(skipped) > duplicates:
@@ -136,7 +136,7 @@ def prepare_low_resource(folder, root: Path, target: str, strict: bool, pool, pr
             "skipped": len(skipped),
             "duplicate_lines": duplicates,
             "hours": round(sum(float(r[1]) for r in csv_rows) / 3600, 3),
-            **{k: v for k, v in notes.items() if k != "filtered_out_by_domain"},
+            **{k: v for k, v in notes.items() if k not in ("filtered_out_by_domain", "audio_fingerprint")},
         }
         results[name] = (csv_rows, skipped, entry)
     return results

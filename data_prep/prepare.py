@@ -5,6 +5,11 @@
 from wav headers (no decoding), wav paths are absolute, IDs keep split, take,
 domain and number. ``SAVE_DIR/prepare_report.json`` counts rows per split and
 lists every skipped row with its reason; nothing is dropped silently.
+
+An earlier preparation in ``SAVE_DIR`` is reused only when the manifests, the
+options and the audio files (presence, size and modification time of every wav
+the manifests name) are all unchanged: a release extracted further, or a wav
+deleted or rewritten since, is prepared again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from stop_slu.data_prep.release import DEFAULT_TARGET, DOMAINS, SPLITS, find_rel
 from stop_slu.data_prep.rows import (
     CSV_COLUMNS,  # noqa: F401  (the CSV format, named where users look for it)
     PrepareError,
+    audio_fingerprint,
     finish_split,
     read_manifest,
     start_split,
@@ -81,11 +87,28 @@ def prepare(
     if low_resource:  # the low-resource files are inputs too
         fingerprint += low_resource_files.fingerprint(low_resource)
     report_path = save_dir / REPORT_NAME
+    manifests = {split: root / "manifests" / f"{split}.tsv" for split in splits}
     if skip_if_done and report_path.is_file():
-        old = json.loads(report_path.read_text())
+        old = _read_report(report_path)
         if old.get("fingerprint") == fingerprint and all((save_dir / f"{s}.csv").is_file() for s in splits):
-            logger.info("Preparation already done with the same inputs: %s", report_path)
-            return old
+            changed = [
+                split
+                for split in splits
+                if old.get("audio", {}).get(split)
+                != audio_fingerprint(root, read_manifest(manifests[split], target), domains)
+            ]
+            if not changed:
+                logger.info(
+                    "Preparation reused: manifests, options and audio files unchanged since %s "
+                    "(pass --force, or force_prep: True in the recipe, to redo it)",
+                    report_path,
+                )
+                return old
+            logger.info(
+                "Preparing again: audio changed since %s in the %s split(s) (files added, removed or rewritten)",
+                report_path,
+                ", ".join(changed),
+            )
 
     save_dir.mkdir(parents=True, exist_ok=True)
     report = {
@@ -95,8 +118,8 @@ def prepare(
         "fingerprint": fingerprint,
         "splits": {},
         "skipped": [],
+        "audio": {},
     }
-    manifests = {split: root / "manifests" / f"{split}.tsv" for split in splits}
     pool = worker_pool(workers, max(path.stat().st_size for path in manifests.values()))
     try:
         # Queue each split's checks as soon as its manifest is read: the workers
@@ -113,6 +136,7 @@ def prepare(
                     f"{len(skipped)} row(s) would be skipped; drop --strict to skip them"
                 )
             write_csv(save_dir / f"{split}.csv", rows)
+            report["audio"][split] = notes.pop("audio_fingerprint")
             report["splits"][split] = {
                 "manifest_rows": len(rows) + len(skipped) + notes["filtered_out_by_domain"],
                 "written": len(rows),
@@ -139,6 +163,14 @@ def prepare(
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(report_path)
     return report
+
+
+def _read_report(path: Path) -> dict:
+    """An earlier report, or {} when it cannot be read (then preparation is redone)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def summary_line(report: dict) -> str:

@@ -10,6 +10,7 @@ release) and ``low_resource.py`` (STOP's low-resource files) both use them.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stop_slu import parses
-from stop_slu.data_prep.audio import SAMPLE_RATE, AudioError, audio_info
+from stop_slu.data_prep.audio import SAMPLE_RATE, audio_info_and_stat
 from stop_slu.data_prep.release import MANIFEST_COLUMNS, TRANSCRIPT_COLUMN, candidate_paths, utterance_id
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 CSV_COLUMNS = ("ID", "duration", "wav", "domain", "gender", "native", "transcript", "semantics")
 _NEEDED = ("file_id", "domain", "gender", "native", TRANSCRIPT_COLUMN)
 DUPLICATE_ROW = "duplicate row (same file_id as an earlier row)"  # a skip reason
+UNREADABLE_ROW = "unreadable manifest row"  # a skip reason
 
 
 class PrepareError(Exception):
@@ -38,11 +40,14 @@ _PARALLEL_MIN_ROWS = 5000  # smaller splits are checked in this process (no star
 _PARALLEL_MIN_BYTES = 2_000_000  # no pool unless a manifest is this big (~5,000 STOP rows)
 
 
-def read_manifest(path: Path, target: str) -> list[tuple]:
-    """``(line number, file_id, domain, gender, native, transcript, target parse)``
-    per data row. Columns are found by name; every field is the string it is (no
-    NaN, no quoting: a STOP manifest is plain tab-separated text); blank lines
-    are skipped."""
+def read_manifest(path: Path, target: str) -> tuple[list[tuple], list[dict]]:
+    """``(rows, unreadable)``: ``rows`` holds ``(line number, file_id, domain,
+    gender, native, transcript, target parse)`` per readable data row;
+    ``unreadable`` one ``{"line", "file_id", "reason"}`` per row whose number of
+    tab-separated fields differs from the header's (a skip, as any bad row).
+    Columns are found by name; every field is the string it is (no NaN, no
+    quoting: a STOP manifest is plain tab-separated text); blank lines are
+    skipped. Raises PrepareError for a file or header that cannot be read."""
     try:
         with open(path, encoding="utf-8-sig", newline=None) as f:
             header = f.readline().rstrip("\n").split("\t")
@@ -56,22 +61,26 @@ def read_manifest(path: Path, target: str) -> list[tuple]:
                 raise PrepareError(f"{path}: manifest lacks column(s) {', '.join(missing)}{hint}")
             picked = [header.index(c) for c in (*_NEEDED, target)]
             width = len(header)
-            rows = []
+            rows, unreadable = [], []
             for number, line in enumerate(f, start=2):
                 fields = line.rstrip("\n").split("\t")
                 if len(fields) != width:
                     if fields == [""]:
                         continue
-                    raise PrepareError(
-                        f"{path}:{number}: unreadable manifest row ({len(fields)} tab-separated fields, "
-                        f"the header has {width}); fix or delete that line"
+                    unreadable.append(
+                        {
+                            "line": number,
+                            "file_id": fields[picked[0]] if picked[0] < len(fields) else "",
+                            "reason": f"{UNREADABLE_ROW} ({len(fields)} tab-separated fields, the header has {width})",
+                        }
                     )
+                    continue
                 rows.append((number, *[fields[i] for i in picked]))
     except UnicodeDecodeError as e:
         raise PrepareError(f"{path}: unreadable manifest ({e}); expected UTF-8 text") from None
     except OSError as e:
         raise PrepareError(f"{path}: cannot read ({e.strerror or e})") from None
-    return rows
+    return rows, unreadable
 
 
 def _wav_folders(root: str, file_id: str, found: dict) -> list[str]:
@@ -86,27 +95,60 @@ def _wav_folders(root: str, file_id: str, found: dict) -> list[str]:
 
 
 def _check_parse(parse: str):
-    """(None, canonical form) for a well-formed target parse, else (reason, None)."""
+    """(None, canonical form, has an empty slot) for a well-formed target parse,
+    else (reason, None, False)."""
     if not parse.strip():
-        return "empty target parse", None
+        return "empty target parse", None, False
     try:
         parses.parse_tree(parse)
     except parses.ParseError as e:
-        return f"malformed target parse: {e}", None
-    return None, parses.canonical(parse)
+        return f"malformed target parse: {e}", None, False
+    semantics = parses.canonical(parse)
+    return None, semantics, bool(parses.empty_slots(semantics))
 
 
 def _check_wav(root: str, file_id: str, found: dict):
-    """(None, wav path, info) when the row's wav is usable, else (reason, None, None)."""
+    """(None, wav path, info, stat key) when the row's wav is usable, else
+    (reason, None, None, stat key); the stat key is (size, mtime in ns) of the
+    file found, None when there is none."""
     name = file_id.rpartition("/")[2]
     for real_folder in _wav_folders(root, file_id, found):
         path = f"{real_folder}/{name}"
+        info, key = audio_info_and_stat(path)
+        if key is None and str(info) == "missing file":
+            continue
+        if isinstance(info, Exception):
+            return f"bad wav: {info}", None, None, key
+        return None, path, info, key
+    return "missing wav", None, None, None
+
+
+def _stat_key(root: str, file_id: str, found: dict):
+    """The stat key ``_check_wav`` finds for ``file_id``, from ``os.stat`` alone."""
+    name = file_id.rpartition("/")[2]
+    for real_folder in _wav_folders(root, file_id, found):
         try:
-            return None, path, audio_info(path)
-        except AudioError as e:
-            if str(e) != "missing file":
-                return f"bad wav: {e}", None, None
-    return "missing wav", None, None
+            stat = os.stat(f"{real_folder}/{name}")
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        return (stat.st_size, stat.st_mtime_ns)
+    return None
+
+
+def _audio_lines(file_ids, keys) -> str:
+    return "".join(f"{i}\t{k[0]}\t{k[1]}\n" if k else f"{i}\t-\n" for i, k in zip(file_ids, keys))
+
+
+def audio_fingerprint(root, manifest, domains) -> str:
+    """A digest of the presence, size and modification time of every wav a
+    manifest's rows (``read_manifest``'s result) name, as ``finish_split``
+    records it: equal digests mean the audio did not change since."""
+    kept = [row for row in manifest[0] if not domains or row[2] in domains]
+    found: dict = {}
+    keys = [_stat_key(str(root), row[1], found) for row in kept]
+    return hashlib.sha256(_audio_lines([row[1] for row in kept], keys).encode()).hexdigest()
 
 
 def _check_task(task):
@@ -117,9 +159,9 @@ def _check_task(task):
         return [_check_parse(parse) for parse in items]
     found, checked = {}, []
     for file_id in items:
-        reason, path, info = _check_wav(root, file_id, found)
+        reason, path, info, key = _check_wav(root, file_id, found)
         if info is None:
-            checked.append((utterance_id(file_id), reason, None, None, False, False))
+            checked.append((utterance_id(file_id), reason, None, None, False, False, key))
         else:
             checked.append(
                 (
@@ -129,6 +171,7 @@ def _check_task(task):
                     f"{info.duration:.4f}",
                     info.sample_rate != SAMPLE_RATE,
                     info.channels > 1,
+                    key,
                 )
             )
     return checked
@@ -147,11 +190,12 @@ def worker_pool(workers: int, largest_manifest_bytes: int):
     return multiprocessing.get_context(method).Pool(processes)
 
 
-def start_split(root, manifest_rows, domains, pool):
-    """Queue the checks of one manifest's rows (in ``pool`` when there is one):
+def start_split(root, manifest, domains, pool):
+    """Queue the checks of one manifest's rows (``read_manifest``'s result; in ``pool`` when there is one):
     each distinct target parse once (eval and test repeat every text in their
     two takes, and decoupled targets repeat often), every wav once. Returns
     what ``finish_split`` needs; the work runs while the caller does other things."""
+    manifest_rows, unreadable = manifest
     kept = [row for row in manifest_rows if not domains or row[2] in domains]
     distinct = list(dict.fromkeys(row[6] for row in kept))
     tasks = [("parses", None, distinct[i : i + _CHUNK_ROWS]) for i in range(0, len(distinct), _CHUNK_ROWS)]
@@ -160,14 +204,16 @@ def start_split(root, manifest_rows, domains, pool):
     ]
     use_pool = pool is not None and len(kept) >= _PARALLEL_MIN_ROWS
     results = pool.imap(_check_task, tasks) if use_pool else map(_check_task, tasks)
-    return len(manifest_rows), kept, distinct, tasks, results
+    return len(manifest_rows) + len(unreadable), kept, distinct, tasks, results, unreadable
 
 
 def finish_split(split, started, progress):
     """(csv rows, skipped entries, notes) from ``start_split``'s checks. A row's
-    first problem, in this order, is its reason: target parse, transcript, wav,
-    duplicate ID."""
-    n_rows, kept, distinct, tasks, results = started
+    first problem, in this order, is its reason: unreadable row, target parse,
+    transcript, wav, duplicate ID. ``notes`` counts rows filtered out by domain,
+    rows with an empty slot and wavs resampled or down-mixed at load, and holds
+    the split's ``audio_fingerprint``."""
+    n_rows, kept, distinct, tasks, results, unreadable = started
     parse_results, wav_results = [], []
     with tqdm(total=len(kept), desc=f"prepare {split}", unit="row", disable=not progress) as bar:
         for task, done in zip(tasks, results):
@@ -178,12 +224,19 @@ def finish_split(split, started, progress):
                 bar.update(len(done))
     checked_parses = dict(zip(distinct, parse_results))
 
-    rows, skipped = [], []
-    notes = {"filtered_out_by_domain": n_rows - len(kept), "resampled_at_load": 0, "downmixed_at_load": 0}
+    rows, skipped = [], [{"split": split, **entry} for entry in unreadable]
+    notes = {
+        "filtered_out_by_domain": n_rows - len(unreadable) - len(kept),
+        "empty_slots": 0,
+        "resampled_at_load": 0,
+        "downmixed_at_load": 0,
+    }
     seen_ids = set()
+    audio = _audio_lines([row[1] for row in kept], [wav[6] for wav in wav_results])
+    notes["audio_fingerprint"] = hashlib.sha256(audio.encode()).hexdigest()
     for (line, file_id, domain, gender, native, transcript, parse), wav in zip(kept, wav_results):
-        uid, reason, path, duration, resampled, downmixed = wav
-        parse_reason, semantics = checked_parses[parse]
+        uid, reason, path, duration, resampled, downmixed, _ = wav
+        parse_reason, semantics, empty_slot = checked_parses[parse]
         transcript = transcript.strip()
         reason = parse_reason or (None if transcript else "empty transcript") or reason
         if reason is None and uid in seen_ids:
@@ -192,9 +245,11 @@ def finish_split(split, started, progress):
             skipped.append({"split": split, "line": line, "file_id": file_id, "reason": reason})
             continue
         seen_ids.add(uid)
+        notes["empty_slots"] += empty_slot
         notes["resampled_at_load"] += resampled
         notes["downmixed_at_load"] += downmixed
         rows.append((uid, duration, path, domain, gender, native, transcript, semantics))
+    skipped.sort(key=lambda entry: entry["line"])
     return rows, skipped, notes
 
 
@@ -218,3 +273,51 @@ def write_csv(path: Path, rows):
         else:
             writer.writerows(rows)
     tmp.replace(path)
+
+
+def read_csv(path) -> dict[str, dict]:
+    """A SpeechBrain-style CSV (``write_csv``'s, or a user's own with at least
+    ``ID`` and ``duration``) as ``{ID: {column: value}}``, the form
+    ``speechbrain.dataio.dataset.DynamicItemDataset`` takes.
+
+    Unlike SpeechBrain's ``load_data_csv``, every field is taken literally: a
+    ``$`` in a wav path (a folder named ``$DATA``) or in a target is text, not a
+    variable to substitute. ``duration`` is a float in seconds; ``semantics``
+    (when present) is put in canonical form (``stop_slu.parses.canonical``), the
+    one place where targets are canonicalised for the tokenizer and the data
+    pipeline alike. Raises PrepareError (``path:line: reason``) for a missing
+    file or column, a duplicate ID or a duration that is not a number.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in ("ID", "duration") if c not in (reader.fieldnames or ())]
+            if missing:
+                raise PrepareError(
+                    f"{path}: CSV lacks column(s) {', '.join(missing)}; the recipe's CSVs have {','.join(CSV_COLUMNS)}"
+                )
+            data = {}
+            for row in reader:
+                line = reader.line_num
+                uid = row.pop("ID")
+                if uid in data:
+                    raise PrepareError(f"{path}:{line}: duplicate ID {uid!r}; IDs must be unique")
+                if None in row or None in row.values():
+                    raise PrepareError(f"{path}:{line}: the row's number of fields differs from the header's")
+                try:
+                    row["duration"] = float(row["duration"])
+                except ValueError:
+                    raise PrepareError(
+                        f"{path}:{line}: duration {row['duration']!r} is not a number of seconds"
+                    ) from None
+                if "semantics" in row:
+                    row["semantics"] = parses.canonical(row["semantics"])
+                data[uid] = row
+    except UnicodeDecodeError as e:
+        raise PrepareError(f"{path}: unreadable CSV ({e}); expected UTF-8 text") from None
+    except OSError as e:
+        raise PrepareError(
+            f"{path}: cannot read ({e.strerror or e}); prepare the data first or fix --prepare_folder"
+        ) from None
+    return data

@@ -99,7 +99,8 @@ def parse_tree(parse: str) -> Node:
 
     Well-formed means: one root intent spanning the whole string, every
     bracket closed, slots directly under intents and intents directly under
-    slots, no empty slot.
+    slots. An empty slot (``[SL:PERSON_REMINDED ]``) is well formed: STOP and
+    TOPv2 annotate some (a reminder that names no person), so it is data.
     """
     tokens = tokenize(parse)
     if not tokens:
@@ -122,8 +123,6 @@ def parse_tree(parse: str) -> Node:
             stack.append(node)
         elif token == CLOSE:
             node = stack.pop()
-            if not node.is_intent and not node.children:
-                raise ParseError(f"empty slot {node.label}")
             if not stack:
                 root = node
         else:
@@ -187,6 +186,13 @@ def slots(parse: str) -> list[tuple[str, str]]:
     except ParseError:
         return []
     return [(n.label, " ".join(n.words())) for n in root.nodes() if not n.is_intent]
+
+
+def empty_slots(parse: str) -> set[str]:
+    """The slot label tokens (``[SL:Y``) that some slot of ``parse`` leaves
+    empty (``[SL:Y ]``, as the release annotates a few rows)."""
+    tokens = tokenize(parse)
+    return {t for t, nxt in zip(tokens, tokens[1:]) if nxt == CLOSE and is_slot(t)}
 
 
 def labels(parse: str) -> set[str]:

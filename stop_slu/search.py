@@ -6,7 +6,9 @@ to the tokens the parse grammar allows after the hypothesis so far and a huge
 negative score to the rest:
 
 - the first token is an intent label; end-of-sequence only after the root closed;
-- ``]`` only closes an open node, and never an empty slot;
+- ``]`` only closes an open node, and closes a slot with nothing in it only
+  for a slot label that some training target leaves empty (the release
+  annotates a few, e.g. ``[SL:PERSON_REMINDED ]``);
 - slots sit directly inside intents and intents directly inside slots;
 - labels come from the tokenizer, i.e. from the inventory seen in training;
 - words sit only directly inside slots, unless ``words_in_intents`` (full
@@ -105,14 +107,18 @@ class TreeConstraintScorer(BaseScorerInterface):
         self._classes = None
 
     # -- vocabulary ----------------------------------------------------------
-    def set_vocabulary(self, pieces: list[str]):
-        """Build the token-class masks (done from the tokenizer on first use)."""
+    def set_vocabulary(self, pieces: list[str], empty_slots=()):
+        """Build the token-class masks (done from the tokenizer on first use).
+        ``empty_slots``: the slot labels (``[SL:Y``) that may close empty."""
         masks = token_classes(pieces, self.eos_index)
+        empty = {BOUNDARY + label for label in empty_slots}
+        masks["empty_ok"] = [is_slot and piece in empty for is_slot, piece in zip(masks["slot"], pieces)]
         self._classes = {name: torch.tensor(flags) for name, flags in masks.items()}
 
     def _masks(self, device):
         if self._classes is None:
-            self.set_vocabulary(ParseTokenizer(self.tokenizer_folder).pieces())
+            tokenizer = ParseTokenizer(self.tokenizer_folder)
+            self.set_vocabulary(tokenizer.pieces(), tokenizer.empty_slots)
         if self._classes["eos"].device != device:
             self._classes = {k: v.to(device) for k, v in self._classes.items()}
         return self._classes
@@ -125,7 +131,12 @@ class TreeConstraintScorer(BaseScorerInterface):
 
     def permute_mem(self, memory, index):
         if "depth" in memory:
-            memory = {**memory, "depth": memory["depth"][index], "last": memory["last"][index]}
+            memory = {
+                **memory,
+                "depth": memory["depth"][index],
+                "last": memory["last"][index],
+                "token": memory["token"][index],
+            }
         return memory
 
     def score(self, inp_tokens, memory, candidates, attn):
@@ -137,6 +148,7 @@ class TreeConstraintScorer(BaseScorerInterface):
                 "step": 0,
                 "depth": torch.zeros(n_hyps, dtype=torch.long, device=inp_tokens.device),
                 "last": torch.full((n_hyps,), START, dtype=torch.long, device=inp_tokens.device),
+                "token": inp_tokens.clone(),
             }
         else:
             memory = {**memory, **self._advance(memory, inp_tokens, classes)}
@@ -160,7 +172,7 @@ class TreeConstraintScorer(BaseScorerInterface):
         last[is_["space"]] = SPACE
         known = opened | is_["close"] | is_["word_start"] | is_["word_cont"] | is_["space"] | is_["eos"]
         last[~known & (tokens != self.bos_index)] = BROKEN  # a masked token forced by a starved beam
-        return {"depth": depth, "last": last, "step": memory["step"] + 1}
+        return {"depth": depth, "last": last, "token": tokens.clone(), "step": memory["step"] + 1}
 
     def _allowed(self, memory, classes):
         """(hyps, vocab) boolean mask of the tokens allowed next."""
@@ -182,7 +194,8 @@ class TreeConstraintScorer(BaseScorerInterface):
         word_start = words_here & (last != SPACE) & word_fits
         space = word_start & (depth + 2 <= left)  # a lone "▁" needs a piece after it
         word_cont = words_here & (after_word | (last == SPACE)) & word_fits
-        close = (depth > 0) & (last != SPACE) & ~(in_slot & (last == OPEN))
+        empty_slot = in_slot & (last == OPEN) & ~classes["empty_ok"][memory["token"]]
+        close = (depth > 0) & (last != SPACE) & ~empty_slot
         eos = done
 
         allowed = (

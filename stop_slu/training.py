@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import re
@@ -31,7 +30,9 @@ from speechbrain.utils.distributed import if_main_process
 
 from stop_slu import parses
 from stop_slu.checkpoints import state_digest
-from stop_slu.data_prep.prepare import PrepareError, prepare, summary_line
+from stop_slu.data_prep.download import STOP_URL, ensure_release
+from stop_slu.data_prep.prepare import REPORT_NAME, prepare, summary_line
+from stop_slu.data_prep.rows import PrepareError, read_csv
 from stop_slu.inference import MODEL_TOKENIZER
 from stop_slu.tokenizer.parse_tokenizer import MODEL_NAME, ParseTokenizer, train_tokenizer
 from stop_slu.tokenizer.stage import is_tokenizer_folder, reuse_problems
@@ -188,19 +189,52 @@ def parse_recipe_arguments(argv) -> tuple[str, dict, dict]:
     return hparams_file, run_opts, _numbers((yaml.safe_load(overrides_text) if overrides_text else None) or {})
 
 
+_SPLIT_KEYS = ("train_split", "valid_split", "test_split")
+
+
 def prepare_data(hparams: dict):
-    """CSVs for the configured splits (reused when inputs are unchanged);
-    nothing when ``skip_prep``. Raises PrepareError for unusable input."""
-    if hparams["skip_prep"]:
-        return
-    report = prepare(
-        hparams["data_folder"],
-        hparams["prepare_folder"],
-        splits=sorted({hparams["train_split"], hparams["valid_split"], hparams["test_split"]}),
-        domains=hparams["domains"],
-        target=hparams["target_column"],
-    )
-    logger.info(summary_line(report))
+    """The recipe's first stage: CSVs for the configured splits, then a check
+    that none of them is empty.
+
+    Unless ``skip_prep``: when ``data_folder`` holds neither the release nor
+    ``stop.tar.gz``, the release is downloaded from ``data_url`` and extracted
+    (``data_prep/download.py``); then it is prepared, an earlier preparation
+    being reused when manifests, options and audio are unchanged (``force_prep:
+    True`` redoes it). Run it on the main process only. Raises PrepareError
+    (``DownloadError`` is one) for unusable input or an empty split.
+    """
+    folder = Path(hparams["prepare_folder"])
+    report = None
+    if not hparams["skip_prep"]:
+        root = ensure_release(hparams["data_folder"], hparams.get("data_url") or STOP_URL)
+        report = prepare(
+            root,
+            folder,
+            splits=sorted({hparams[key] for key in _SPLIT_KEYS}),
+            domains=hparams["domains"],
+            target=hparams["target_column"],
+            skip_if_done=not hparams.get("force_prep", False),
+        )
+        logger.info(summary_line(report))
+    for key in _SPLIT_KEYS:
+        split = hparams[key]
+        path = folder / f"{split}.csv"
+        if read_csv(path):
+            continue
+        why = "; the recipe needs rows in its train, valid and test CSVs"
+        if report is not None:
+            entry = report["splits"][split]
+            reasons: dict[str, int] = {}
+            for skipped in report["skipped"]:
+                if skipped["split"] == split:
+                    reason = skipped["reason"].split(" (")[0].split(":")[0]
+                    reasons[reason] = reasons.get(reason, 0) + 1
+            listed = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items())) or "none skipped"
+            why = (
+                f": all {entry['manifest_rows']} manifest row(s) skipped or filtered out "
+                f"({listed}; by domain {entry['filtered_out_by_domain']}); see {folder / REPORT_NAME}"
+            )
+        raise PrepareError(f"{path}: the {key.split('_')[0]} split ({key}: {split}) has no rows{why}")
 
 
 def build_tokenizer(hparams: dict) -> ParseTokenizer:
@@ -215,8 +249,7 @@ def build_tokenizer(hparams: dict) -> ParseTokenizer:
     could never output them) unless ``tokenizer_mismatch_ok`` is set.
     """
     train_csv = Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv"
-    with open(train_csv, encoding="utf-8") as f:
-        targets = [row["semantics"] for row in csv.DictReader(f)]
+    targets = [row["semantics"] for row in read_csv(train_csv).values()]  # canonical, as the data pipeline reads them
     source = hparams.get("tokenizer_from")
     if not source:
         logger.info("Tokenizer: trained on %s (tokenizer_from is not set)", train_csv)

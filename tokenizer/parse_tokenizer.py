@@ -57,6 +57,11 @@ class ParseTokenizer:
     def labels(self) -> list[str]:
         return self.meta.get("labels", [])
 
+    @property
+    def empty_slots(self) -> list[str]:
+        """Slot labels (``[SL:Y``) that some training target leaves empty."""
+        return self.meta.get("empty_slots", [])
+
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text, out_type=int)
 
@@ -130,7 +135,8 @@ def train_tokenizer(
     tmp = folder / (MODEL_NAME + ".tmp")
     tmp.write_bytes(model.getvalue())
     tmp.replace(folder / MODEL_NAME)
-    meta = {"fingerprint": fingerprint, "labels": labels, "n_targets": len(targets), **options}
+    empty = sorted(set().union(*(parses.empty_slots(t) for t in targets)))
+    meta = {"fingerprint": fingerprint, "labels": labels, "empty_slots": empty, "n_targets": len(targets), **options}
     if target_column:
         meta["target_column"] = target_column
     tokenizer = ParseTokenizer.__new__(ParseTokenizer)

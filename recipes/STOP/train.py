@@ -33,6 +33,7 @@ from stop_slu import metrics, parses
 from stop_slu.checkpoints import CheckpointError, load_averaged_model, load_source_weights
 from stop_slu.data_prep.audio import load_audio
 from stop_slu.data_prep.prepare import PrepareError
+from stop_slu.data_prep.rows import read_csv
 from stop_slu.frontend import encoder_input
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
 from stop_slu.report import write_report
@@ -180,11 +181,13 @@ class SLU(RobustBrain):
 
 
 def dataio_prepare(hparams, tokenizer: ParseTokenizer):
-    """Datasets reading the CSVs: audio -> ``sig``, parse -> token tensors."""
+    """Datasets reading the CSVs: audio -> ``sig``, parse -> token tensors.
+    The CSVs are read with ``read_csv``: fields literal (no ``$variable``
+    substitution), targets in canonical form as the tokenizer was trained."""
     folder = Path(hparams["prepare_folder"])
 
     def load(split):
-        return sb.dataio.dataset.DynamicItemDataset.from_csv(csv_path=str(folder / f"{split}.csv"))
+        return sb.dataio.dataset.DynamicItemDataset(read_csv(folder / f"{split}.csv"))
 
     train_data = load(hparams["train_split"])
     valid_data = load(hparams["valid_split"]).filtered_sorted(sort_key="duration")

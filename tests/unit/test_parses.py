@@ -42,7 +42,6 @@ def test_skeleton_drops_slot_text():
         ("[IN:A ] ]", "after the root"),
         ("[IN:A ] [IN:B ]", "after the root"),
         ("[IN:A [IN:B ] ]", "cannot sit directly inside"),
-        ("[IN:A [SL:B ] ]", "empty slot"),
         ("[IN:A [SL:B [SL:C x ] ] ]", "cannot sit directly inside"),
     ],
 )
@@ -54,6 +53,11 @@ def test_malformed_parses_are_rejected_with_reason(text, reason):
 
 def test_valid_parses():
     assert parses.is_valid("[IN:GET_ALARM ]")
+    # An empty slot, as TOPv2 and STOP annotate a reminder that names no person.
+    empty = "[IN:CREATE_REMINDER [SL:PERSON_REMINDED ] [SL:TODO call mom ] ]"
+    assert parses.is_valid(empty) and parses.empty_slots(empty) == {"[SL:PERSON_REMINDED"}
+    assert parses.decouple(empty) == empty and parses.slots(empty)[0] == ("SL:PERSON_REMINDED", "")
+    assert parses.empty_slots(NESTED) == set()
     assert parses.is_valid(NESTED)
     assert parses.parse_tree(NESTED).depth() == 2
 

@@ -130,3 +130,32 @@ def test_token_classes_of_a_real_tokenizer(tokenizers):
     assert sum(classes["intent"]) + sum(classes["slot"]) == len(tok.labels)
     assert pieces[classes["close"].index(True)] == "\u2581]"
     assert classes["eos"][EOS_ID] and not any(classes[c][0] for c in classes)  # pad never allowed
+
+
+def _allowed_after(tok, labels):
+    """Token ids the constraint allows after ``labels`` (label tokens, in order)."""
+    tree = TreeConstraintScorer(tok.folder, eos_index=EOS_ID, bos_index=BOS_ID, max_decode_ratio=1.0)
+    memory = tree.reset_mem(torch.zeros(1, 30, 4), None)
+    pieces = tok.pieces()
+    scores, memory = tree.score(torch.tensor([BOS_ID]), memory, None, None)
+    for label in labels:
+        scores, memory = tree.score(torch.tensor([pieces.index("\u2581" + label)]), memory, None, None)
+    return {pieces[i] for i in (scores[0] == 0).nonzero().flatten().tolist()}
+
+
+def test_an_empty_slot_only_where_training_targets_have_one(tokenizers, tmp_path):
+    """The release annotates some empty slots (``[SL:PERSON_REMINDED ]``): the
+    search may close a slot at once only for a slot label that training saw
+    empty, and a parse with it is well formed."""
+    targets = [
+        "[IN:CREATE_REMINDER remind [SL:PERSON_REMINDED ] to [SL:TODO call mom ] ]",
+        "[IN:CREATE_REMINDER remind [SL:PERSON_REMINDED me ] to [SL:TODO buy milk ] ]",
+    ] * 20
+    tok = train_tokenizer(targets, tmp_path / "tok", vocab_size=60)
+    assert tok.meta["empty_slots"] == ["[SL:PERSON_REMINDED"]
+    assert "\u2581]" in _allowed_after(tok, ["[IN:CREATE_REMINDER", "[SL:PERSON_REMINDED"])
+    assert "\u2581]" not in _allowed_after(tok, ["[IN:CREATE_REMINDER", "[SL:TODO"])
+    full = tokenizers["full"]  # generated targets: no empty slot anywhere
+    slot = next(label for label in full.labels if label.startswith("[SL:"))
+    intent = next(label for label in full.labels if label.startswith("[IN:"))
+    assert "\u2581]" not in _allowed_after(full, [intent, slot])
