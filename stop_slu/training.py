@@ -67,6 +67,23 @@ class RobustBrain(sb.core.Brain):
     def on_optimizer_step(self):
         """Called after each optimiser step that updated the weights."""
 
+    def _train_loader_specifics(self, dataset, loader_kwargs):
+        # Brain tells the sampler the epoch (its own order each epoch, the same
+        # order again when a run resumes mid-epoch) only when it made the sampler
+        # itself (DDP's wrapper, a shuffling sampler). A batch sampler given by the
+        # recipe (the DynamicBatchSampler) in one process needs the same call, or
+        # every epoch trains the first epoch's batches in the first epoch's order.
+        loader_kwargs = super()._train_loader_specifics(dataset, loader_kwargs)
+        if self.train_sampler is None:
+            sampler = loader_kwargs.get("batch_sampler") or loader_kwargs.get("sampler")
+            if hasattr(sampler, "set_epoch"):
+                self.train_sampler = sampler
+        return loader_kwargs
+
+    def on_fit_batch_start(self, batch, should_step):
+        if getattr(self.hparams, "log_batch_ids", False):
+            logger.info("train batch: epoch %s step %d ids %s", self._epoch, self.step, ",".join(batch.id))
+
     def on_fit_start(self):
         super().on_fit_start()
         self._train_started = time.time()
@@ -143,6 +160,7 @@ class RobustBrain(sb.core.Brain):
 
     def on_stage_start(self, stage, epoch):
         if stage == sb.Stage.TRAIN:
+            self._epoch = epoch
             self.skipped_steps = 0
 
     def on_stage_end(self, stage, stage_loss, epoch):
