@@ -147,12 +147,17 @@ def worker_pool(workers: int, largest_manifest_bytes: int):
     return multiprocessing.get_context(method).Pool(processes)
 
 
-def start_split(root, manifest_rows, domains, pool):
+def start_split(root, manifest_rows, domains, pool, flat_only=False):
     """Queue the checks of one manifest's rows (in ``pool`` when there is one):
     each distinct target parse once (eval and test repeat every text in their
     two takes, and decoupled targets repeat often), every wav once. Returns
-    what ``finish_split`` needs; the work runs while the caller does other things."""
+    what ``finish_split`` needs; the work runs while the caller does other things.
+    ``flat_only``: keep only targets with one intent (so no nesting)."""
     kept = [row for row in manifest_rows if not domains or row[2] in domains]
+    n_not_flat = len(kept)
+    if flat_only:
+        kept = [row for row in kept if sum(map(parses.is_intent, parses.tokenize(row[6]))) == 1]
+    n_not_flat -= len(kept)
     distinct = list(dict.fromkeys(row[6] for row in kept))
     tasks = [("parses", None, distinct[i : i + _CHUNK_ROWS]) for i in range(0, len(distinct), _CHUNK_ROWS)]
     tasks += [
@@ -160,14 +165,14 @@ def start_split(root, manifest_rows, domains, pool):
     ]
     use_pool = pool is not None and len(kept) >= _PARALLEL_MIN_ROWS
     results = pool.imap(_check_task, tasks) if use_pool else map(_check_task, tasks)
-    return len(manifest_rows), kept, distinct, tasks, results
+    return len(manifest_rows), kept, distinct, tasks, results, n_not_flat
 
 
 def finish_split(split, started, progress):
     """(csv rows, skipped entries, notes) from ``start_split``'s checks. A row's
     first problem, in this order, is its reason: target parse, transcript, wav,
     duplicate ID."""
-    n_rows, kept, distinct, tasks, results = started
+    n_rows, kept, distinct, tasks, results, n_not_flat = started
     parse_results, wav_results = [], []
     with tqdm(total=len(kept), desc=f"prepare {split}", unit="row", disable=not progress) as bar:
         for task, done in zip(tasks, results):
@@ -179,7 +184,8 @@ def finish_split(split, started, progress):
     checked_parses = dict(zip(distinct, parse_results))
 
     rows, skipped = [], []
-    notes = {"filtered_out_by_domain": n_rows - len(kept), "resampled_at_load": 0, "downmixed_at_load": 0}
+    notes = {"filtered_out_by_domain": n_rows - len(kept) - n_not_flat, "resampled_at_load": 0, "downmixed_at_load": 0}
+    notes["filtered_out_not_flat"] = n_not_flat
     seen_ids = set()
     for (line, file_id, domain, gender, native, transcript, parse), wav in zip(kept, wav_results):
         uid, reason, path, duration, resampled, downmixed = wav

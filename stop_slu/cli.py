@@ -89,6 +89,7 @@ def cmd_prepare(args):
         progress=not args.quiet,
         skip_if_done=not args.force,
         low_resource=args.low_resource,
+        flat_only=args.flat_only,
     )
     print(summary_line(report))
     print(f"CSVs and prepare_report.json in {args.save_dir}")
@@ -250,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="STOP's extracted low_resource_splits folder: each of its .tsv files (first line a "
         "folder, then relative/path.wav<TAB>num_samples) becomes SAVE_DIR/<file stem>.csv, "
         "labels joined from the release's manifests; repeated lines are dropped and counted",
+    )
+    p.add_argument(
+        "--flat-only",
+        action="store_true",
+        help="keep only utterances whose parse has one intent and no nesting (main splits; counted in the report)",
     )
     p.add_argument("--strict", action="store_true", help="fail instead of skipping bad rows")
     p.add_argument("--force", action="store_true", help="redo even if an identical preparation exists")

@@ -195,6 +195,7 @@ def prepare_data(hparams: dict):
         splits=sorted({hparams["train_split"], hparams["valid_split"], hparams["test_split"]}),
         domains=hparams["domains"],
         target=hparams["target_column"],
+        flat_only=hparams.get("flat_only", False),  # configs written before the key
     )
     logger.info(summary_line(report))
 
