@@ -266,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="run the training recipe (same as python recipes/STOP/train.py)",
         description="Prepare, train the tokenizer, train and test. HPARAMS is a YAML path or a "
-        "name from hparams/ (mini, conformer, branchformer, conformer_wavlm, conformer_hubert, "
-        "branchformer_small). Overrides: "
+        "name from hparams/ (mini, conformer, branchformer, ebranchformer, conformer_asr_transfer, "
+        "conformer_wavlm, conformer_hubert, ebranchformer_small). Overrides: "
         "--data_folder=... --output_folder=... --max_train_minutes=... and any YAML key.",
     )
     p.add_argument("hparams", help="config path or name")
