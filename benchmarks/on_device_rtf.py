@@ -1,22 +1,25 @@
 #!/usr/bin/env python3
 """Size and CPU real-time factor of the on-device config.
 
-    nice -n 19 python benchmarks/on_device_rtf.py [--config hparams/branchformer_small.yaml]
-        [--data MINI_STOP] [--utterances 20] [--threads 1]
+    nice -n 19 python benchmarks/on_device_rtf.py [--config hparams/ebranchformer_small.yaml]
+        [--data MINI_STOP] [--utterances 20] [--threads 1] [--model TRAINED_OUTPUT_FOLDER] [--no-random]
 
-The model is built from the YAML with random weights: its size and the work of
-each decoding step are those of a trained model, but not the number of steps.
-The tokenizer is trained on a mini-STOP's training parses (the config's
-vocabulary size), the feature normaliser on 50 of its training wavs, and test
-wavs of that mini-STOP (real eSpeak speech) are decoded one at a time (batch 1,
-as on a device) with the configured beam search, through the code `stop-slu
-parse` uses (SLUParser). Two runs:
+Test wavs of a mini-STOP (real eSpeak speech; take 0) are decoded one at a time
+(batch 1, as on a device) with the configured beam search, through the code
+`stop-slu parse` uses (SLUParser). Runs, side by side in one invocation:
 
-- ``limit``: as configured. Random weights run each hypothesis to the length
-  limit (``max_decode_ratio`` x encoder frames): an upper bound.
-- ``reference_length``: the length limit set so that hypotheses are as long as
-  the references (the tree-constrained search closes every parse by then): the
-  work a trained model does, which stops when its parse is complete.
+- ``trained`` (with ``--model``): a trained output folder of the config
+  (``stop-slu train ebranchformer_small ...``) with its averaged checkpoints and
+  its tokenizer; its exact match on the decoded wavs is reported too. The
+  mini-STOP should be the one it was trained on (its test set).
+- ``limit`` and ``reference_length`` (unless ``--no-random``): the config built
+  with random weights (its size and the work of each decoding step are a trained
+  model's, not the number of steps), the tokenizer trained on the mini-STOP's
+  training parses, the normaliser on 50 training wavs. ``limit``: as configured;
+  random weights run each hypothesis to the length limit (``max_decode_ratio``
+  x encoder frames), an upper bound. ``reference_length``: the length limit set
+  so that hypotheses are as long as the references (the tree-constrained search
+  closes every parse by then).
 
 RTF = decoding seconds / audio seconds (wall clock; ``cpu`` = CPU seconds).
 """
@@ -63,25 +66,32 @@ def build(config, tmp: Path, tokenizer=None, **overrides) -> dict:
         return load_hyperpyyaml(f, {"data_folder": str(tmp), "output_folder": str(tmp / "out"), **overrides})
 
 
-def decode(model: SLUParser, wavs) -> dict:
-    """Wall and CPU seconds of decoding ``wavs`` one by one, and the outputs' length."""
+def decode(model: SLUParser, wavs, references=None) -> dict:
+    """Wall and CPU seconds of decoding ``wavs`` one by one, the outputs' length
+    and, given ``references`` (file name -> parse), the exact match in %."""
     model.parse_files(wavs[:2], batch_size=1)  # warm-up
     start, start_cpu = time.perf_counter(), time.process_time()
     results = model.parse_files(wavs, batch_size=1)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     audio = sum(sf.info(w).duration for w in wavs)
     tokens = sum(len(model.tokenizer.encode(r["parse"])) for r in results) / len(results)
-    return {
+    report = {
         "rtf": round(seconds / audio, 3),
         "cpu_rtf": round(cpu_seconds / audio, 3),
         "mean_output_tokens": round(tokens, 1),
         "max_decode_ratio": model.hparams["max_decode_ratio"],
     }
+    if references:
+        hits = sum(r["parse"] == references[Path(w).name] for w, r in zip(wavs, results))
+        report["exact_match"] = round(100 * hits / len(wavs), 1)
+    return report
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(REPO / "hparams" / "branchformer_small.yaml"))
+    parser.add_argument("--config", default=str(REPO / "hparams" / "ebranchformer_small.yaml"))
+    parser.add_argument("--model", help="a trained output folder of the config: also decode with its weights")
+    parser.add_argument("--no-random", action="store_true", help="skip the random-weight runs")
     parser.add_argument("--data", help="a mini-STOP (stop-slu synth); default: synthesise one in a temporary folder")
     parser.add_argument("--utterances", type=int, default=20, help="test wavs to decode (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
@@ -115,12 +125,20 @@ def main(argv=None):
 
         report = {
             "config": Path(args.config).name,
+            "model": args.model,
             "threads": args.threads,
             "utterances": len(wavs),
             "audio_seconds": round(sum(sf.info(w).duration for w in wavs), 1),
             "mean_reference_tokens": round(sum(len(tokenizer.encode(references[w.name])) for w in wavs) / len(wavs), 1),
         }
-        for name, overrides in (("limit", {}), ("reference_length", {"max_decode_ratio": round(ratio, 4)})):
+        if args.model:
+            trained = SLUParser.from_folder(args.model, device="cpu")
+            report["trained_parameters"] = sum(p.numel() for p in trained.hparams["model"].parameters())
+            report["trained"] = decode(trained, wavs, references)
+        random_runs = (
+            () if args.no_random else (("limit", {}), ("reference_length", {"max_decode_ratio": round(ratio, 4)}))
+        )
+        for name, overrides in random_runs:
             hparams = build(args.config, tmp, tokenizer, **overrides)
             fit_normalizer(hparams, sorted((data / "train").rglob("*.wav"))[:50])
             if name == "limit":

@@ -37,8 +37,8 @@ logger = logging.getLogger(__name__)
 REPORT_NAME = "prepare_report.json"
 
 
-def _fingerprint(root: Path, splits, domains, target) -> str:
-    parts = [str(root), target, ",".join(splits), ",".join(domains or ())]
+def _fingerprint(root: Path, splits, domains, target, flat_only=False) -> str:
+    parts = [str(root), target, ",".join(splits), ",".join(domains or ())] + ["flat_only"] * flat_only
     for split in splits:
         stat = (root / "manifests" / f"{split}.tsv").stat()
         parts.append(f"{split}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -56,6 +56,7 @@ def prepare(
     progress: bool = True,
     skip_if_done: bool = True,
     low_resource=None,
+    flat_only: bool = False,
 ) -> dict:
     """Write the CSVs and the report; return the report.
 
@@ -66,6 +67,8 @@ def prepare(
     only). ``low_resource``: the folder
     of STOP's low-resource files, each written as ``<file stem>.csv`` too
     (``data_prep/low_resource.py``; ``domains`` does not filter them).
+    ``flat_only``: keep only utterances whose target has one intent and no
+    nesting in the main splits (counted as ``filtered_out_not_flat``).
     """
     stop_dir, save_dir = Path(stop_dir), Path(save_dir)
     if not stop_dir.is_dir():
@@ -83,7 +86,7 @@ def prepare(
             raise PrepareError(
                 f"{root / 'manifests' / (split + '.tsv')}: missing manifest; the release has {', '.join(SPLITS)}"
             )
-    fingerprint = _fingerprint(root, splits, domains, target)
+    fingerprint = _fingerprint(root, splits, domains, target, flat_only)
     if low_resource:  # the low-resource files are inputs too
         fingerprint += low_resource_files.fingerprint(low_resource)
     report_path = save_dir / REPORT_NAME
@@ -95,7 +98,7 @@ def prepare(
                 split
                 for split in splits
                 if old.get("audio", {}).get(split)
-                != audio_fingerprint(root, read_manifest(manifests[split], target), domains)
+                != audio_fingerprint(root, read_manifest(manifests[split], target), domains, flat_only)
             ]
             if not changed:
                 logger.info(
@@ -115,6 +118,7 @@ def prepare(
         "stop_dir": str(root.resolve()),
         "target": target,
         "domains": list(domains) if domains else "all",
+        "flat_only": flat_only,
         "fingerprint": fingerprint,
         "splits": {},
         "skipped": [],
@@ -126,7 +130,10 @@ def prepare(
         # start while the next manifest is read, and go on with the next split
         # while this process writes the previous one. An unreadable manifest
         # still fails before any CSV is written.
-        started = {split: start_split(root, read_manifest(manifests[split], target), domains, pool) for split in splits}
+        started = {
+            split: start_split(root, read_manifest(manifests[split], target), domains, pool, flat_only)
+            for split in splits
+        }
         for split in splits:
             rows, skipped, notes = finish_split(split, started.pop(split), progress)
             if strict and skipped:
@@ -138,7 +145,10 @@ def prepare(
             write_csv(save_dir / f"{split}.csv", rows)
             report["audio"][split] = notes.pop("audio_fingerprint")
             report["splits"][split] = {
-                "manifest_rows": len(rows) + len(skipped) + notes["filtered_out_by_domain"],
+                "manifest_rows": len(rows)
+                + len(skipped)
+                + notes["filtered_out_by_domain"]
+                + notes["filtered_out_not_flat"],
                 "written": len(rows),
                 "skipped": len(skipped),
                 "hours": round(sum(float(r[1]) for r in rows) / 3600, 3),

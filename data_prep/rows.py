@@ -141,11 +141,20 @@ def _audio_lines(file_ids, keys) -> str:
     return "".join(f"{i}\t{k[0]}\t{k[1]}\n" if k else f"{i}\t-\n" for i, k in zip(file_ids, keys))
 
 
-def audio_fingerprint(root, manifest, domains) -> str:
+def _kept_rows(manifest_rows, domains, flat_only):
+    """The rows a split keeps: in ``domains`` (all when empty) and, with
+    ``flat_only``, whose target has one intent (so no nesting)."""
+    kept = [row for row in manifest_rows if not domains or row[2] in domains]
+    if flat_only:
+        kept = [row for row in kept if sum(map(parses.is_intent, parses.tokenize(row[6]))) == 1]
+    return kept
+
+
+def audio_fingerprint(root, manifest, domains, flat_only=False) -> str:
     """A digest of the presence, size and modification time of every wav a
     manifest's rows (``read_manifest``'s result) name, as ``finish_split``
     records it: equal digests mean the audio did not change since."""
-    kept = [row for row in manifest[0] if not domains or row[2] in domains]
+    kept = _kept_rows(manifest[0], domains, flat_only)
     found: dict = {}
     keys = [_stat_key(str(root), row[1], found) for row in kept]
     return hashlib.sha256(_audio_lines([row[1] for row in kept], keys).encode()).hexdigest()
@@ -190,13 +199,15 @@ def worker_pool(workers: int, largest_manifest_bytes: int):
     return multiprocessing.get_context(method).Pool(processes)
 
 
-def start_split(root, manifest, domains, pool):
+def start_split(root, manifest, domains, pool, flat_only=False):
     """Queue the checks of one manifest's rows (``read_manifest``'s result; in ``pool`` when there is one):
     each distinct target parse once (eval and test repeat every text in their
     two takes, and decoupled targets repeat often), every wav once. Returns
-    what ``finish_split`` needs; the work runs while the caller does other things."""
+    what ``finish_split`` needs; the work runs while the caller does other things.
+    ``flat_only``: keep only targets with one intent (so no nesting)."""
     manifest_rows, unreadable = manifest
-    kept = [row for row in manifest_rows if not domains or row[2] in domains]
+    kept = _kept_rows(manifest_rows, domains, flat_only)
+    n_not_flat = len(_kept_rows(manifest_rows, domains, False)) - len(kept)
     distinct = list(dict.fromkeys(row[6] for row in kept))
     tasks = [("parses", None, distinct[i : i + _CHUNK_ROWS]) for i in range(0, len(distinct), _CHUNK_ROWS)]
     tasks += [
@@ -204,16 +215,16 @@ def start_split(root, manifest, domains, pool):
     ]
     use_pool = pool is not None and len(kept) >= _PARALLEL_MIN_ROWS
     results = pool.imap(_check_task, tasks) if use_pool else map(_check_task, tasks)
-    return len(manifest_rows) + len(unreadable), kept, distinct, tasks, results, unreadable
+    return len(manifest_rows) + len(unreadable), kept, distinct, tasks, results, unreadable, n_not_flat
 
 
 def finish_split(split, started, progress):
     """(csv rows, skipped entries, notes) from ``start_split``'s checks. A row's
     first problem, in this order, is its reason: unreadable row, target parse,
-    transcript, wav, duplicate ID. ``notes`` counts rows filtered out by domain,
-    rows with an empty slot and wavs resampled or down-mixed at load, and holds
-    the split's ``audio_fingerprint``."""
-    n_rows, kept, distinct, tasks, results, unreadable = started
+    transcript, wav, duplicate ID. ``notes`` counts rows filtered out by domain
+    and by ``flat_only``, rows with an empty slot and wavs resampled or
+    down-mixed at load, and holds the split's ``audio_fingerprint``."""
+    n_rows, kept, distinct, tasks, results, unreadable, n_not_flat = started
     parse_results, wav_results = [], []
     with tqdm(total=len(kept), desc=f"prepare {split}", unit="row", disable=not progress) as bar:
         for task, done in zip(tasks, results):
@@ -226,7 +237,8 @@ def finish_split(split, started, progress):
 
     rows, skipped = [], [{"split": split, **entry} for entry in unreadable]
     notes = {
-        "filtered_out_by_domain": n_rows - len(unreadable) - len(kept),
+        "filtered_out_by_domain": n_rows - len(unreadable) - len(kept) - n_not_flat,
+        "filtered_out_not_flat": n_not_flat,
         "empty_slots": 0,
         "resampled_at_load": 0,
         "downmixed_at_load": 0,

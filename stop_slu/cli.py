@@ -90,6 +90,7 @@ def cmd_prepare(args):
         progress=not args.quiet,
         skip_if_done=not args.force,
         low_resource=args.low_resource,
+        flat_only=args.flat_only,
     )
     print(summary_line(report))
     print(f"CSVs and prepare_report.json in {args.save_dir}")
@@ -287,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
         "folder, then relative/path.wav<TAB>num_samples) becomes SAVE_DIR/<file stem>.csv, "
         "labels joined from the release's manifests; repeated lines are dropped and counted",
     )
+    p.add_argument(
+        "--flat-only",
+        action="store_true",
+        help="keep only utterances whose parse has one intent and no nesting (main splits; counted in the report)",
+    )
     p.add_argument("--strict", action="store_true", help="fail instead of skipping bad rows")
     p.add_argument("--force", action="store_true", help="redo even if an identical preparation exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -328,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="run the training recipe (same as python recipes/STOP/train.py)",
         description="Prepare, train the tokenizer, train and test. HPARAMS is a YAML path or a "
-        "name from hparams/ (mini, conformer, branchformer, conformer_wavlm, conformer_hubert, "
-        "branchformer_small). Overrides: "
+        "name from hparams/ (mini, conformer, branchformer, ebranchformer, conformer_asr_transfer, "
+        "conformer_wavlm, conformer_hubert, ebranchformer_small). Overrides: "
         "--data_folder=... --output_folder=... --max_train_minutes=... and any YAML key.",
     )
     p.add_argument("hparams", help="config path or name")

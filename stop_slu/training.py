@@ -232,6 +232,7 @@ def prepare_data(hparams: dict):
             domains=hparams["domains"],
             target=hparams["target_column"],
             skip_if_done=not hparams.get("force_prep", False),
+            flat_only=hparams.get("flat_only", False),
         )
         logger.info(summary_line(report))
     for key in _SPLIT_KEYS:
@@ -250,7 +251,8 @@ def prepare_data(hparams: dict):
             listed = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items())) or "none skipped"
             why = (
                 f": all {entry['manifest_rows']} manifest row(s) skipped or filtered out "
-                f"({listed}; by domain {entry['filtered_out_by_domain']}); see {folder / REPORT_NAME}"
+                f"({listed}; by domain {entry['filtered_out_by_domain']}, "
+                f"not flat {entry.get('filtered_out_not_flat', 0)}); see {folder / REPORT_NAME}"
             )
         raise PrepareError(f"{path}: the {key.split('_')[0]} split ({key}: {split}) has no rows{why}")
 

@@ -46,6 +46,7 @@ from stop_slu.training import (
     parse_recipe_arguments,
     prepare_data,
 )
+from stop_slu.transfer import transfer_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +270,7 @@ def main(argv=None, init_from=None) -> dict:
         )
 
     train_data, valid_data, test_data, train_loader_kwargs = dataio_prepare(hparams, tokenizer)
+    transfer_pretrained(hparams)  # configs with an asr_pretrainer start from a pretrained ASR model
     brain = SLU(
         modules=hparams["modules"],
         opt_class=hparams["Adam"],
