@@ -48,6 +48,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_SIZES = {"train": 120_935, "eval": 33_384, "test": 75_636}  # rows, both takes of eval/test
+TOPV2_PLACES = (REPO.parent / "shared" / "topv2", REPO.parents[1] / "shared" / "topv2")  # beside a clone or a worktree
 LINKS_PER_WAV = 60_000  # below ext4's 65,000 hard links per file
 
 
@@ -265,7 +266,7 @@ def main(argv=None):
     )
     parser.add_argument(
         "--topv2",
-        default=str(REPO.parent / "shared" / "topv2"),
+        default=str(next((p for p in TOPV2_PLACES if p.is_dir()), TOPV2_PLACES[0])),
         help="TOPv2 folder for STOP's own text (default: %(default)s; without it, the grammar's)",
     )
     parser.add_argument(
