@@ -26,6 +26,7 @@ splits shared pages: the machine's real use).
     python benchmarks/prepare_full_size.py                # full size, 1 round
     python benchmarks/prepare_full_size.py --rounds 2     # alternate the order
     python benchmarks/prepare_full_size.py --text grammar # other text: 3x more distinct parses
+    python benchmarks/prepare_full_size.py --before       # also the command as it ran before
     python benchmarks/prepare_full_size.py --scale 0.1    # a 10 % tree, quicker
 
 The wavs are the same few files, so every header read hits the page cache
@@ -172,6 +173,10 @@ def project_prepare(release: Path, out: Path) -> None:
 
 
 METHODS = {"naive": naive_prepare, "prepare": project_prepare}
+# The command as it ran before: its error handler imported stop_slu.inference
+# (torch and SpeechBrain) before any work, and the workers forked from that.
+BEFORE = "prepare_torch_loaded"
+BEFORE_CODE = "import sys, stop_slu.inference; from stop_slu.cli import main; main(sys.argv[1:])"
 
 
 def _tree(pid: int) -> list[int]:
@@ -214,8 +219,9 @@ def run_child(method: str, release: Path, out: Path) -> dict:
     whole process tree (sampled every 10 ms; RSS summed, and PSS summed)."""
     import threading
 
-    if method == "prepare":
-        command = [sys.executable, "-m", "stop_slu.cli", "prepare", str(release), str(out), "--force", "--quiet"]
+    if method in ("prepare", BEFORE):
+        start = ["-m", "stop_slu.cli"] if method == "prepare" else ["-c", BEFORE_CODE]
+        command = [sys.executable, *start, "prepare", str(release), str(out), "--force", "--quiet"]
     else:
         command = [sys.executable, __file__, "--child", method, "--release", str(release), "--out", str(out)]
     started = time.perf_counter()
@@ -277,6 +283,11 @@ def main(argv=None):
     )
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of STOP's split sizes (default 1)")
     parser.add_argument("--rounds", type=int, default=1, help="timed rounds; the order alternates")
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="also run the command as it was before (torch and SpeechBrain loaded first)",
+    )
     parser.add_argument("--child", choices=sorted(METHODS), help=argparse.SUPPRESS)
     parser.add_argument("--release", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -298,8 +309,8 @@ def main(argv=None):
     # Warm the dentry/inode caches once so neither method pays the first walk.
     run_child("prepare", release, work / "out_warmup")
 
-    results = {name: [] for name in METHODS}
-    order = list(METHODS)
+    order = list(METHODS) + ([BEFORE] if args.before else [])
+    results = {name: [] for name in order}
     for round_ in range(args.rounds):
         for name in order if round_ % 2 == 0 else order[::-1]:
             result = run_child(name, release, work / f"out_{name}")
@@ -310,7 +321,7 @@ def main(argv=None):
                 f"PSS {result['peak_pss_mib']:.0f} MiB (largest process {result['largest_process_mib']:.0f})",
                 flush=True,
             )
-    for name in METHODS:
+    for name in order:
         rows = count_rows(work / f"out_{name}")
         if rows != sizes:
             raise SystemExit(f"{name} wrote {rows}, expected {sizes}")
@@ -334,6 +345,14 @@ def main(argv=None):
         "prepare_peak_pss_mib": pss["prepare"],
         "cpus": os.cpu_count(),
     }
+    if args.before:
+        summary.update(
+            before_s=best[BEFORE],
+            before_ratio=round(best[BEFORE] / best["naive"], 3),
+            before_cpu_s=cpu[BEFORE],
+            before_peak_rss_mib=peak[BEFORE],
+            before_peak_pss_mib=pss[BEFORE],
+        )
     print(json.dumps(summary, indent=2))
     print(
         f"prepare / naive wall time: {summary['ratio']:.3f}x (target <= 0.3x), "
