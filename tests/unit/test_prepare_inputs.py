@@ -268,3 +268,16 @@ def test_targets_ctc_cannot_align_are_counted_per_split(mini_release, tmp_path, 
     assert "more tokens than encoder frames" in caplog.text and "target_column" in caplog.text
     saved = json.loads((tmp_path / TARGET_LENGTHS).read_text())
     assert saved["splits"]["train"][counted] == after["train"][counted] and "vocab_size" in saved["what_to_do"]
+
+
+def test_train_refuses_an_empty_split_in_one_line(mini_release, tmp_path):
+    from conftest import run_cli
+
+    release = copy_release(mini_release, tmp_path / "release")
+    for wav in release.glob("eval_*/*/*.wav"):
+        wav.unlink()
+    result = run_cli("train", "mini", f"--data_folder={release}", f"--output_folder={tmp_path / 'out'}", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "eval.csv: the valid split (valid_split: eval) has no rows" in last
+    assert not (tmp_path / "out" / "save" / "tokenizer").exists()  # refused before any other work
