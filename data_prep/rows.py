@@ -100,11 +100,10 @@ def _check_parse(parse: str):
     if not parse.strip():
         return "empty target parse", None, False
     try:
-        parses.parse_tree(parse)
+        semantics, empty = parses.check(parse)
     except parses.ParseError as e:
         return f"malformed target parse: {e}", None, False
-    semantics = parses.canonical(parse)
-    return None, semantics, bool(parses.empty_slots(semantics))
+    return None, semantics, bool(empty)
 
 
 def _check_wav(root: str, file_id: str, found: dict):

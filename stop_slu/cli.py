@@ -424,11 +424,13 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from stop_slu.data_prep.audio import AudioError
     from stop_slu.data_prep.prepare import PrepareError
-    from stop_slu.inference import ModelFolderError
 
+    # No stop_slu.inference here (its ModelFolderError is a ValueError): it
+    # imports torch and SpeechBrain, which would make `stop-slu prepare` load
+    # 800 MB and take seconds before any work (benchmarks/prepare_full_size.py).
     try:
         args.func(args)
-    except (CLIError, PrepareError, AudioError, ModelFolderError, FileNotFoundError) as error:
+    except (CLIError, PrepareError, AudioError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     except ValueError as error:
         sys.exit(f"error: {error}")

@@ -132,6 +132,47 @@ def parse_tree(parse: str) -> Node:
     return root
 
 
+def check(parse: str) -> tuple[str, set[str]]:
+    """``(canonical(parse), empty_slots(canonical(parse)))`` for a well-formed
+    parse, else ParseError with ``parse_tree``'s reason: the same rules in one
+    pass over the tokens, without building the tree (data preparation checks
+    every distinct target of STOP's 230,000 rows with it)."""
+    tokens = _TOKEN_RE.findall(parse)
+    if not tokens:
+        raise ParseError("empty parse")
+    out: list[str] = []
+    stack: list[str] = []
+    empty: set[str] = set()
+    closed = False
+    for position, token in enumerate(tokens):
+        if closed:
+            raise ParseError(f"text after the root closed at token {position}: {token!r}")
+        head = token[:4].upper()
+        if head == "[IN:" or head == "[SL:":
+            token = token.upper()
+            if not stack and head != "[IN:":
+                raise ParseError(f"a parse must open with an intent label, not {token!r}")
+            if stack and stack[-1][:4] == head:
+                kind = "an intent" if head == "[IN:" else "a slot"
+                raise ParseError(f"{kind} cannot sit directly inside {stack[-1][1:]}")
+            stack.append(token)
+        elif token == CLOSE:
+            if not stack:
+                raise ParseError(f"a parse must open with an intent label, not {token!r}")
+            label = stack.pop()
+            if out[-1] == label and label[:4] == "[SL:":
+                empty.add(label)
+            closed = not stack
+        else:
+            if not stack:
+                raise ParseError(f"a parse must open with an intent label, not {token!r}")
+            token = token.lower()
+        out.append(token)
+    if stack:
+        raise ParseError(f"{len(stack)} node(s) left open: {', '.join(label[1:] for label in stack)}")
+    return " ".join(out), empty
+
+
 def is_valid(parse: str) -> bool:
     try:
         parse_tree(parse)

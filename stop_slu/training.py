@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -33,6 +34,7 @@ from stop_slu.checkpoints import state_digest
 from stop_slu.data_prep.download import STOP_URL, ensure_release
 from stop_slu.data_prep.prepare import REPORT_NAME, prepare, summary_line
 from stop_slu.data_prep.rows import PrepareError, read_csv
+from stop_slu.frontend import compute_features_of
 from stop_slu.inference import MODEL_TOKENIZER
 from stop_slu.tokenizer.parse_tokenizer import MODEL_NAME, ParseTokenizer, train_tokenizer
 from stop_slu.tokenizer.stage import is_tokenizer_folder, reuse_problems
@@ -318,6 +320,68 @@ def build_tokenizer(hparams: dict) -> ParseTokenizer:
             hparams["target_column"],
         )
     return ParseTokenizer(folder)
+
+
+TARGET_LENGTHS = "target_lengths.json"  # in the output folder
+
+
+def encoder_frames_per_second(hparams: dict, seconds: float = 20.0) -> float:
+    """Encoder frames per second of audio for this config, measured by running
+    its front-end (features and the convolutional front-end, in eval mode,
+    without gradients) on ``seconds`` of silence."""
+    modules = hparams["modules"]
+    was_training = {name: module.training for name, module in modules.items()}
+    wavs = torch.zeros(1, int(seconds * hparams["sample_rate"]))
+    try:
+        for module in modules.values():
+            module.eval()
+        with torch.no_grad():
+            feats = compute_features_of(modules, hparams["compute_features"], wavs, torch.ones(1))
+            frames = modules["CNN"](feats).shape[1]
+    finally:
+        for name, module in modules.items():
+            module.train(was_training[name])
+    return frames / seconds
+
+
+def report_target_lengths(hparams: dict, tokenizer: ParseTokenizer) -> dict:
+    """Count, per split, the utterances whose target has more tokens than the
+    encoder has frames: CTC cannot align them (its loss is zeroed). Logged as a
+    warning when any, and written to ``OUTPUT/target_lengths.json``; returns
+    that report. Run on the main process."""
+    rate = encoder_frames_per_second(hparams)
+    report = {"encoder_frames_per_second": round(rate, 3), "splits": {}}
+    for key in _SPLIT_KEYS:
+        split = hparams[key]
+        rows = read_csv(Path(hparams["prepare_folder"]) / f"{split}.csv").values()
+        too_long = sum(len(tokenizer.encode(row["semantics"])) > int(row["duration"] * rate) for row in rows)
+        report["splits"][split] = {
+            "rows": len(rows),
+            "targets_longer_than_encoder_frames": too_long,
+            "percent": round(100 * too_long / max(1, len(rows)), 2),
+        }
+    report["what_to_do"] = (
+        "CTC cannot align a target with more tokens than encoder frames and trains nothing on it "
+        "(speed perturbation at 1.1 shortens the audio further). Use an encoder with more frames per second "
+        "(smaller CNN strides), a target with fewer tokens (target_column: decoupled_normalized_seqlogical) "
+        "or a larger vocab_size (fewer pieces per target)"
+    )
+    Path(hparams["output_folder"]).mkdir(parents=True, exist_ok=True)
+    (Path(hparams["output_folder"]) / TARGET_LENGTHS).write_text(json.dumps(report, indent=2) + "\n")
+    counts = ", ".join(
+        f"{split} {v['targets_longer_than_encoder_frames']} ({v['percent']} %)" for split, v in report["splits"].items()
+    )
+    if any(v["targets_longer_than_encoder_frames"] for v in report["splits"].values()):
+        logger.warning(
+            "Targets with more tokens than encoder frames (%.1f frames/s): %s. %s (see %s)",
+            rate,
+            counts,
+            report["what_to_do"],
+            TARGET_LENGTHS,
+        )
+    else:
+        logger.info("Every target fits the encoder frames (%.1f frames/s): %s", rate, counts)
+    return report
 
 
 def copy_tokenizer(model_dir, folder):

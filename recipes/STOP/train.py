@@ -45,6 +45,7 @@ from stop_slu.training import (
     copy_tokenizer,
     parse_recipe_arguments,
     prepare_data,
+    report_target_lengths,
 )
 from stop_slu.transfer import transfer_pretrained
 
@@ -258,6 +259,7 @@ def main(argv=None, init_from=None) -> dict:
     else:
         run_on_main(build_tokenizer, kwargs={"hparams": hparams})
     tokenizer = ParseTokenizer(hparams["tokenizer_folder"])  # every rank loads the trained model
+    run_on_main(report_target_lengths, kwargs={"hparams": hparams, "tokenizer": tokenizer})
 
     if hparams["output_neurons"] != tokenizer.vocab_size:
         # The model's output size comes from the tokenizer: rebuild with it.

@@ -98,3 +98,24 @@ def test_tree_view_is_indented():
     view = parses.tree_view(NESTED).splitlines()
     assert view[0].startswith("IN:GET_DIRECTIONS")
     assert view[2].startswith("    IN:GET_EVENT")
+
+
+def test_check_is_parse_tree_canonical_and_empty_slots_in_one_pass():
+    from stop_slu.data_prep.grammar import generate
+
+    texts = [e.seqlogical for e in generate(300, seed=11)]
+    texts += [parses.decouple(t) for t in texts[:50]]
+    texts += ["[in:get_weather [sl:location Paris]]", "[IN:A [SL:B ] ]", "[IN:A [SL:B [IN:C ] ] ]"]
+    broken = ["", "word [IN:A ]", "] [IN:A ]", "[SL:A x ]", "[IN:A [SL:B x ]", "[IN:A ] ]", "[IN:A ] [IN:B ]"]
+    broken += ["[IN:A [IN:B ] ]", "[IN:A [SL:B [SL:C x ] ] ]", "[IN:A x ] y"]
+    broken += [t[: len(t) // 2] for t in texts[:50]] + [t.replace("]", "", 1) for t in texts[:50]]
+    for text in texts + broken:
+        try:
+            parses.parse_tree(text)
+        except parses.ParseError as expected:
+            with pytest.raises(parses.ParseError) as error:
+                parses.check(text)
+            assert str(error.value) == str(expected), text
+        else:
+            canonical = parses.canonical(text)
+            assert parses.check(text) == (canonical, parses.empty_slots(canonical)), text

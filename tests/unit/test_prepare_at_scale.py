@@ -57,3 +57,27 @@ def test_worker_processes_write_what_one_process_writes(mini_release, tmp_path):
         (n_train + 1, "duplicate row"),
     }
     assert many["splits"]["train"]["written"] == n_train - 3
+
+
+def test_the_prepare_command_loads_no_model_libraries(mini_release, tmp_path):
+    """`stop-slu prepare` as a whole process: torch and SpeechBrain (about
+    800 MB and seconds to import) are loaded neither by the command nor by its
+    worker processes, which fork from it."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = (
+        "import sys; from stop_slu.cli import main\n"
+        "try:\n    main(sys.argv[1:])\n"
+        "finally:\n    print(sorted(m for m in ('torch', 'speechbrain', 'pandas') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "prepare", str(mini_release), str(tmp_path / "out"), "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

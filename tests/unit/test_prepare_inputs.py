@@ -4,6 +4,7 @@ preparation, an empty evaluation split, ``$`` in paths and targets, targets not
 in canonical form."""
 
 import csv
+import json
 import logging
 import os
 import shutil
@@ -232,3 +233,51 @@ def test_an_unreadable_csv_is_one_line(tmp_path):
     path.write_text("duration,wav\n1.0,/x.wav\n")
     with pytest.raises(PrepareError, match="lacks column"):
         read_csv(path)
+
+
+def test_targets_ctc_cannot_align_are_counted_per_split(mini_release, tmp_path, caplog):
+    from conftest import REPO, TINY
+    from hyperpyyaml import load_hyperpyyaml
+
+    from stop_slu.training import TARGET_LENGTHS, parse_recipe_arguments, report_target_lengths
+
+    _, _, overrides = parse_recipe_arguments(
+        [str(REPO / "hparams" / "mini.yaml"), f"--data_folder={mini_release}", f"--output_folder={tmp_path}", *TINY]
+    )
+    with open(REPO / "hparams" / "mini.yaml", encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    prepare_data(hparams)
+    tokenizer = build_tokenizer(hparams)
+    before = report_target_lengths(hparams, tokenizer)["splits"]
+    # 40 ms frames (10 ms fbank hop, two stride-2 convolutions)
+    assert 24 <= json.loads((tmp_path / TARGET_LENGTHS).read_text())["encoder_frames_per_second"] <= 26
+
+    path = tmp_path / "data" / "train.csv"
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    rows[0]["duration"] = "0.1000"  # 2 frames for a target of many tokens
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with caplog.at_level(logging.WARNING):
+        after = report_target_lengths(hparams, tokenizer)["splits"]
+    counted = "targets_longer_than_encoder_frames"
+    assert after["train"][counted] == before["train"][counted] + 1
+    assert after["eval"] == before["eval"] and after["test"] == before["test"]
+    assert "more tokens than encoder frames" in caplog.text and "target_column" in caplog.text
+    saved = json.loads((tmp_path / TARGET_LENGTHS).read_text())
+    assert saved["splits"]["train"][counted] == after["train"][counted] and "vocab_size" in saved["what_to_do"]
+
+
+def test_train_refuses_an_empty_split_in_one_line(mini_release, tmp_path):
+    from conftest import run_cli
+
+    release = copy_release(mini_release, tmp_path / "release")
+    for wav in release.glob("eval_*/*/*.wav"):
+        wav.unlink()
+    result = run_cli("train", "mini", f"--data_folder={release}", f"--output_folder={tmp_path / 'out'}", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "eval.csv: the valid split (valid_split: eval) has no rows" in last
+    assert not (tmp_path / "out" / "save" / "tokenizer").exists()  # refused before any other work
