@@ -19,15 +19,18 @@ skipped when ``--budget-s`` is spent) in one JSON file:
 4. ``steps``: ``hparams/conformer.yaml`` and the on-device
    ``hparams/branchformer_small.yaml``, each with bf16 and then fp16, each in
    a fresh process: the recipe's own Brain (``recipes/STOP/train.py``'s
-   ``SLU``: its data loader, dynamic batches of the config's
-   ``max_batch_length`` of real mini-STOP audio, speed perturbation,
-   SpecAugment, joint CTC + attention loss, AMP) runs 3 untimed and 30 timed
-   optimiser steps. Recorded: audio-seconds per second over the timed steps
-   (the clock read after a CUDA synchronise at the end of each step), the
-   audio per batch, peak GPU memory (``torch.cuda.max_memory_allocated`` and
-   ``max_memory_reserved``), every loss and whether any was not finite, the
-   steps the recipe skipped, and for fp16 the gradient scaler's scale at the
-   end.
+   ``SLU``: its data loader, speed perturbation, SpecAugment, joint CTC +
+   attention loss, AMP) runs 3 untimed and 30 timed optimiser steps on real
+   mini-STOP audio, batches filled to the config's ``max_batch_length``
+   (600 s): bucket boundaries at the train durations' quantiles, since the
+   config's ``num_buckets: 20`` puts every STOP utterance in the first
+   bucket and makes 28-utterance batches (about 66 s of mini-STOP audio; both
+   batchings are recorded under ``epoch_batches``). Recorded: audio-seconds
+   per second over the timed steps (the clock read after a CUDA synchronise
+   at the end of each step), audio per batch, peak GPU memory
+   (``torch.cuda.max_memory_allocated`` and ``max_memory_reserved``), every
+   loss and whether any was not finite, the steps the recipe skipped, and for
+   fp16 the gradient scaler's scale at the end.
 5. ``decoding``: after the conformer's bf16 steps, in that process, the
    recipe's test stage (``Brain.evaluate``: test loader, encoder, batched beam
    search with the config's beam and CTC weight, tree constraint on) on the
@@ -278,14 +281,37 @@ def load_recipe(config: Path, data: Path, output: Path, argv: list[str], max_bat
     sampler = hparams["dynamic_batch_sampler_train"]
     if max_batch_length:
         sampler["max_batch_length"] = max_batch_length
-    # Batches filled to max_batch_length: the sampler fills a batch from one duration
-    # bucket, so each bucket must hold a few batches' worth of audio (full STOP does).
+    as_configured = batch_stats(train.dataio_prepare(hparams, tokenizer)[3]["batch_sampler"])
+    # Batches filled to max_batch_length. The config's num_buckets places SpeechBrain's
+    # bucket boundaries on a log-normal curve whose last boundary is max_batch_length
+    # (with 20 buckets and 600 s the first is 21 s): every STOP utterance falls in the
+    # first bucket and a batch holds int(600 / 21) = 28 utterances, whatever their length
+    # (as_configured shows it). Boundaries at the train durations' quantiles, k buckets
+    # of at least 2.5 batches of audio each, fill each batch to about max_batch_length.
     with open(Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv", encoding="utf-8") as f:
-        audio = sum(float(row["duration"]) for row in csv.DictReader(f))
-    sampler["num_buckets"] = max(
-        1, min(sampler.get("num_buckets") or 1, int(audio / (2.5 * sampler["max_batch_length"])))
+        durations = sorted(float(row["duration"]) for row in csv.DictReader(f))
+    k = max(1, min(10, int(sum(durations) / (2.5 * sampler["max_batch_length"]))))
+    sampler.pop("num_buckets", None)
+    sampler["bucket_boundaries"] = sorted(
+        {durations[min(len(durations) - 1, len(durations) * i // k)] for i in range(1, k + 1)}
     )
-    return hparams, run_opts, tokenizer, train.dataio_prepare(hparams, tokenizer)
+    datasets = train.dataio_prepare(hparams, tokenizer)
+    hparams["bench_batches"] = {"as_configured": as_configured, "filled": batch_stats(datasets[3]["batch_sampler"])}
+    return hparams, run_opts, tokenizer, datasets
+
+
+def batch_stats(sampler) -> dict:
+    """Utterances and seconds of audio per batch of one epoch of a DynamicBatchSampler."""
+    batches = list(iter(sampler))
+    audio = [sum(sampler.get_durations(batch)) for batch in batches]
+    padded = [len(batch) * max(sampler.get_durations(batch)) for batch in batches]
+    return {
+        "batches": len(batches),
+        "mean_utterances": round(sum(map(len, batches)) / len(batches), 1),
+        "mean_audio_s": round(sum(audio) / len(batches), 1),
+        "mean_padded_s": round(sum(padded) / len(batches), 1),
+        "max_padded_s": round(max(padded), 1),
+    }
 
 
 def child_main(args) -> int:
@@ -349,7 +375,8 @@ def child_main(args) -> int:
             "parameters_millions": round(sum(p.numel() for p in hparams["model"].parameters()) / 1e6, 2),
             "output_tokens": tokenizer.vocab_size,
             "max_batch_length_s": hparams["dynamic_batch_sampler_train"]["max_batch_length"],
-            "num_buckets": hparams["dynamic_batch_sampler_train"]["num_buckets"],
+            "bucket_boundaries_s": [round(b, 2) for b in hparams["dynamic_batch_sampler_train"]["bucket_boundaries"]],
+            "epoch_batches": hparams["bench_batches"],
             "optimizer_steps": brain.optimizer_step,
             "batches": len(audio),
             "timed_steps": len(timed_audio),
