@@ -180,9 +180,9 @@ def synth_phase(data: Path, n: dict) -> dict:
     return {"train_utterances": len(rows), "folder": str(data)}
 
 
-def mini_phase(data: Path, work: Path, results_dir: Path, device: str, n: dict) -> dict:
+def mini_phase(data: Path, work: Path, results_dir: Path, device: str, n: dict, deadline: float) -> dict:
     out, export = work / "mini", work / "mini_export"
-    budget_s = 60 * n["minutes"] + 600
+    budget_s = max(60 * n["minutes"] + 120, deadline - time.monotonic() + 60)
     stdout = cli(
         work,
         work / "mini_train.log",
@@ -492,7 +492,7 @@ def main(argv=None) -> int:
     run_phase(results, "synth", synth_phase, deadline, data, n)
     save()
     if results["synth"]["status"] == "ok":
-        run_phase(results, "mini", mini_phase, deadline, data, work, json_path.parent, args.device, n)
+        run_phase(results, "mini", mini_phase, deadline, data, work, json_path.parent, args.device, n, deadline)
         save()
         for config in ("conformer", ON_DEVICE):
             for precision in ("bf16", "fp16"):
