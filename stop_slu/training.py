@@ -298,9 +298,10 @@ def build_tokenizer(hparams: dict) -> ParseTokenizer:
         )
     folder = Path(hparams["tokenizer_folder"])
     folder.mkdir(parents=True, exist_ok=True)
-    for path in sorted(source.iterdir()):
-        if path.is_file():
-            shutil.copyfile(path, folder / path.name)
+    if folder.resolve() != source.resolve():
+        for path in sorted(source.iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, folder / path.name)
     why = "it covers every label and character of the train split"
     if problems:
         why = f"tokenizer_mismatch_ok is set although {'; '.join(problems)}"

@@ -165,6 +165,7 @@ def test_run_reuses_a_tokenizer_folder_byte_for_byte(prepared, tmp_path, caplog)
         assert (run_folder / name).read_bytes() == (source / name).read_bytes()
     assert tok.vocab_size == ParseTokenizer(source).vocab_size  # not the run's vocab_size of 400
     assert f"reused from {source}" in caplog.text and "covers every label" in caplog.text
+    build_tokenizer(run_hparams(prepared, source, tokenizer_from=str(source)))  # its own folder: nothing to copy
 
     caplog.clear()
     with caplog.at_level(logging.INFO):
