@@ -39,6 +39,7 @@ from stop_slu.report import write_report
 from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer
 from stop_slu.training import (
     NonFiniteLossError,
+    OverrideError,
     RobustBrain,
     build_tokenizer,
     copy_tokenizer,
@@ -290,5 +291,5 @@ def main(argv=None, init_from=None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (PrepareError, CheckpointError, NonFiniteLossError) as error:
+    except (PrepareError, CheckpointError, NonFiniteLossError, OverrideError) as error:
         sys.exit(f"error: {error}")
