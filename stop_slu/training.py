@@ -16,10 +16,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import inspect
 import logging
 import math
+import os
 import pydoc
 import re
 import shutil
@@ -256,6 +258,74 @@ def parse_recipe_arguments(argv) -> tuple[str, dict, dict]:
         ) from None
     check_overrides(hparams_file, overrides)
     return hparams_file, run_opts, overrides
+
+
+class RunOptionError(ValueError):
+    """A run option this machine cannot run; one line naming the options to pass."""
+
+
+def _config_value(hparams_file, key):
+    import ruamel.yaml
+
+    config = ruamel.yaml.YAML().load(Path(hparams_file).read_text(encoding="utf-8")) or {}
+    return config.get(key)
+
+
+def fit_run_options(run_opts, hparams_file, overrides: dict):
+    """SpeechBrain's run options (``run_opts``, from ``parse_recipe_arguments``)
+    made to work on this machine, or refused before any work:
+
+    - under torchrun without a GPU, the processes train on the CPU with the
+      gloo backend (said in the log); with fewer GPUs than processes, refused;
+    - ``--device=cuda[:N]`` where that GPU does not exist: refused;
+    - fp16 (``--precision``/``--eval_precision``, or the config's
+      ``precision``) on the CPU: refused (bf16 or fp32 run there).
+
+    Returns ``run_opts``; raises RunOptionError, one line naming the options to pass."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    given = run_opts.overridden_args
+    device = str(run_opts["device"]) if "device" in given and run_opts["device"] else None
+    if device and device.startswith("cuda"):
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if not gpus:
+            raise RunOptionError(
+                f"--device={device}: no GPU is visible here (torch.cuda.is_available() is False); "
+                "pass --device=cpu, or run on a machine with a GPU"
+            )
+        if index >= gpus:
+            raise RunOptionError(f"--device={device}: this machine has {gpus} GPU(s), cuda:0 to cuda:{gpus - 1}")
+    local_rank = os.environ.get("LOCAL_RANK")
+    if os.environ.get("RANK") is not None and local_rank is not None and run_opts["distributed_backend"] != "gloo":
+        processes = int(os.environ.get("LOCAL_WORLD_SIZE", int(local_rank) + 1))
+        if not gpus:
+            run_opts = dataclasses.replace(
+                run_opts,
+                distributed_backend="gloo",
+                device=device or "cpu",
+                overridden_args=run_opts.overridden_args | {"distributed_backend", "device"},
+            )
+            logger.warning(
+                "torchrun without a GPU: the %d processes train on the CPU with the gloo backend "
+                "(as with --distributed_backend=gloo --device=cpu)",
+                processes,
+            )
+        elif gpus < processes:
+            raise RunOptionError(
+                f"torchrun --nproc_per_node={processes}: this machine has {gpus} GPU(s); "
+                f"pass --nproc_per_node={gpus}, or --distributed_backend=gloo --device=cpu to train on the CPU"
+            )
+    on_cpu = str(run_opts["device"] or ("cuda" if gpus else "cpu")).startswith("cpu")
+    for option in ("precision", "eval_precision"):
+        if option in given:
+            value = run_opts[option]
+        else:
+            value = overrides.get(option, _config_value(hparams_file, option))
+        if on_cpu and value == "fp16":
+            raise RunOptionError(
+                f"--{option}=fp16: half precision needs a GPU and this run is on the CPU; "
+                f"pass --{option}=bf16 (mixed precision on the CPU) or --{option}=fp32"
+            )
+    return run_opts
 
 
 def prepare_data(hparams: dict):

@@ -41,8 +41,10 @@ from stop_slu.training import (
     NonFiniteLossError,
     OverrideError,
     RobustBrain,
+    RunOptionError,
     build_tokenizer,
     copy_tokenizer,
+    fit_run_options,
     parse_recipe_arguments,
     prepare_data,
 )
@@ -236,6 +238,7 @@ def main(argv=None, init_from=None) -> dict:
     """Run the whole recipe; returns the test metrics. ``init_from``: a trained
     model folder to fine-tune (recipes/STOP/finetune.py passes it)."""
     hparams_file, run_opts, overrides = parse_recipe_arguments(argv if argv is not None else sys.argv[1:])
+    run_opts = fit_run_options(run_opts, hparams_file, overrides)
     sb.utils.distributed.ddp_init_group(run_opts)
 
     with open(hparams_file, encoding="utf-8") as f:
@@ -291,5 +294,5 @@ def main(argv=None, init_from=None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (PrepareError, CheckpointError, NonFiniteLossError, OverrideError) as error:
+    except (PrepareError, CheckpointError, NonFiniteLossError, OverrideError, RunOptionError) as error:
         sys.exit(f"error: {error}")

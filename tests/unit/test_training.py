@@ -83,3 +83,55 @@ def test_train_finetune_and_sagemaker_refuse_before_any_work(tmp_path):
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and "did you mean" in lines[0], (name, lines)
     assert not out.exists()  # nothing prepared, no tokenizer trained
+
+
+no_gpu = pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a machine without a GPU")
+
+
+@no_gpu
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        (["--device=cuda"], "--device=cuda: no GPU is visible here"),
+        (["--device=cuda:1"], "--device=cuda:1: no GPU is visible here"),
+        (["--precision=fp16"], "--precision=fp16: half precision needs a GPU"),
+        (["--device=cpu", "--eval_precision=fp16"], "--eval_precision=fp16: half precision needs a GPU"),
+        (["--precision=fp16", "--device=cpu", "--distributed_backend=gloo"], "pass --precision=bf16"),
+    ],
+)
+def test_run_options_that_cannot_work_here_are_refused_before_any_work(tmp_path, options, named):
+    out = tmp_path / "out"
+    result = run_cli("train", "mini", f"--data_folder={tmp_path}", f"--output_folder={out}", *options, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines
+    assert not out.exists()
+
+
+@no_gpu
+def test_torchrun_without_a_gpu_falls_back_to_the_cpu_and_gloo(monkeypatch, caplog):
+    import socket
+
+    import speechbrain as sb
+    import torch
+
+    from stop_slu.training import fit_run_options
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    torchrun = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}
+    for name, value in {**torchrun, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(name, value)
+    hparams_file, run_opts, overrides = parse_recipe_arguments([MINI, "--data_folder=x"])
+    with pytest.raises(ValueError, match="Not enough GPUs"):  # SpeechBrain's own start, as it was
+        sb.utils.distributed.ddp_init_group(run_opts)
+    with caplog.at_level("WARNING"):
+        run_opts = fit_run_options(run_opts, hparams_file, overrides)
+    assert (run_opts["distributed_backend"], run_opts["device"]) == ("gloo", "cpu")
+    assert "gloo" in caplog.text and "without a GPU" in caplog.text
+    sb.utils.distributed.ddp_init_group(run_opts)  # a real process group on the CPU
+    try:
+        assert torch.distributed.get_backend() == "gloo"
+    finally:
+        torch.distributed.destroy_process_group()
