@@ -76,6 +76,21 @@ def _fingerprint(targets, options: dict) -> str:
     return h.hexdigest()
 
 
+class VocabSizeError(ValueError):
+    """A vocabulary size the training targets cannot fit; the message gives the smallest usable one."""
+
+
+def smallest_vocab_size(targets) -> int:
+    """The smallest SentencePiece vocabulary for ``targets`` (canonical parses):
+    the 4 special ids, every label and ``]`` as one piece each, and every
+    character of the words (``character_coverage=1.0``) plus the word
+    boundary ``▁``, SentencePiece's own lower bound."""
+    labels = label_inventory(targets)
+    words = [token for target in targets for token in target.split() if not token.startswith("[") and token != "]"]
+    characters = set("".join(words)) | {BOUNDARY}
+    return 4 + len(labels) + 1 + len(characters)
+
+
 def train_tokenizer(
     targets,
     folder,
@@ -86,12 +101,21 @@ def train_tokenizer(
 
     Every label seen in ``targets`` becomes a single piece, and
     ``decode(encode(t)) == t`` holds for every target (checked here).
+    Raises VocabSizeError (one line) for a ``vocab_size`` below
+    ``smallest_vocab_size(targets)``.
     """
     folder = Path(folder)
     targets = [parses.canonical(t) for t in targets]
     if not targets:
         raise ValueError("no training targets to build a tokenizer from")
     labels = label_inventory(targets)
+    smallest = smallest_vocab_size(targets)
+    if int(vocab_size) < smallest:
+        raise VocabSizeError(
+            f"--vocab_size={vocab_size}: below the smallest usable size for these training targets, "
+            f"{smallest} (4 special ids, {len(labels)} labels and ']' as single pieces, "
+            f"{smallest - 5 - len(labels)} characters); pass --vocab_size={smallest} or more"
+        )
     options = {"vocab_size": int(vocab_size), "model_type": model_type}
     fingerprint = _fingerprint(targets, options)
     meta_path = folder / META_NAME

@@ -36,7 +36,7 @@ from stop_slu.data_prep.prepare import PrepareError
 from stop_slu.frontend import encoder_input
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
 from stop_slu.report import write_report
-from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer
+from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, VocabSizeError
 from stop_slu.training import (
     NonFiniteLossError,
     OverrideError,
@@ -294,5 +294,5 @@ def main(argv=None, init_from=None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (PrepareError, CheckpointError, NonFiniteLossError, OverrideError, RunOptionError) as error:
+    except (PrepareError, CheckpointError, NonFiniteLossError, OverrideError, RunOptionError, VocabSizeError) as error:
         sys.exit(f"error: {error}")
