@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -133,8 +134,18 @@ def cmd_score(args):
 
 
 def cmd_parse(args):
+    import torch
+
     from stop_slu.inference import SLUParser
 
+    if args.device.startswith("cuda"):
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(args.device.split(":", 1)[1]) if ":" in args.device else 0
+        if index >= gpus:
+            raise CLIError(
+                f"--device={args.device}: no such GPU here ({gpus} visible); pass --device=cpu"
+                + (f" or one of cuda:0 to cuda:{gpus - 1}" if gpus else "")
+            )
     parser = SLUParser.from_folder(args.model_dir, device=args.device)
     refused = 0
     for result in parser.parse_files(args.wavs):
@@ -373,6 +384,9 @@ def main(argv=None):
 
     try:
         args.func(args)
+    except BrokenPipeError:  # the reader went away (stop-slu ... | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except (CLIError, PrepareError, AudioError, ModelFolderError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     except ValueError as error:
