@@ -61,7 +61,12 @@ def test_parse_answers_every_file_of_the_call(trained, parser, tmp_path):
         assert isinstance(parsed["confidence"], float) and parsed["confidence"] <= 0
 
 
-def test_the_supported_range_is_the_models_own(parser):
+@pytest.mark.parametrize("max_decode_ratio", [None, 1.0])  # the tiny model's 0.3, and the configs' own 1.0
+def test_the_supported_range_is_the_models_own(trained, parser, max_decode_ratio):
+    from stop_slu.inference import SLUParser
+
+    if max_decode_ratio:
+        parser = SLUParser.from_folder(trained[0], overrides={"max_decode_ratio": max_decode_ratio})
     low, high = parser.supported_samples()
     assert 1 < low < RATE and high > 60 * RATE
     rng = torch.Generator().manual_seed(0)
