@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from stop_slu import parses
+from stop_slu.data_prep.release import candidate_paths
 from stop_slu.inference import SLUParser
 
 
@@ -43,10 +44,16 @@ def main():
     with open(release / "manifests" / "test.tsv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[: args.limit]
     parser = SLUParser.from_folder(args.model_dir)
-    results = parser.parse_files([release / r["file_id"] for r in rows])
+    wavs = [
+        next((p for p in candidate_paths(release, r["file_id"]) if p.is_file()), release / r["file_id"]) for r in rows
+    ]
+    results = parser.parse_files(wavs)
     right, wrong = [], []
     scored = []
+    refused = [result for result in results if "error" in result]
     for row, result in zip(rows, results):
+        if "error" in result:
+            continue
         ok = parses.canonical(result["parse"]) == parses.canonical(row["decoupled_normalized_seqlogical"])
         (right if ok else wrong).append(result["confidence"])
         scored.append((result["confidence"], ok))
@@ -59,7 +66,8 @@ def main():
             clips += [silence, noise] if seed == 0 else [noise]
         non_speech = [r["confidence"] for r in parser.parse_files(clips)]
     thresholds = {}
-    for threshold in sorted({round(q, 2) for q in np.quantile([c for c, _ in scored], [0.1, 0.25, 0.5])}):
+    cuts = np.quantile([c for c, _ in scored], [0.1, 0.25, 0.5]) if scored else []
+    for threshold in sorted({round(q, 2) for q in cuts}):
         kept = [ok for c, ok in scored if c >= threshold]
         thresholds[str(threshold)] = {
             "kept": round(100 * len(kept) / len(scored), 1),
@@ -70,6 +78,7 @@ def main():
             {
                 "model": str(args.model_dir),
                 "em": round(100 * len(right) / len(rows), 1),
+                "refused": [f"{r['file']}: {r['error']}" for r in refused],
                 "right": quantiles(right),
                 "wrong": quantiles(wrong),
                 "silence_and_noise": quantiles(non_speech),
