@@ -281,7 +281,9 @@ def fit_run_options(run_opts, hparams_file, overrides: dict):
     - fp16 (``--precision``/``--eval_precision``, or the config's
       ``precision``) on the CPU: refused (bf16 or fp32 run there).
 
-    Returns ``run_opts``; raises RunOptionError, one line naming the options to pass."""
+    Returns ``(run_opts, notes)``: notes are the changes made, for the run's
+    log; raises RunOptionError, one line naming the options to pass."""
+    notes = []
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     given = run_opts.overridden_args
     device = str(run_opts["device"]) if "device" in given and run_opts["device"] else None
@@ -304,10 +306,10 @@ def fit_run_options(run_opts, hparams_file, overrides: dict):
                 device=device or "cpu",
                 overridden_args=run_opts.overridden_args | {"distributed_backend", "device"},
             )
-            logger.warning(
-                "torchrun without a GPU: the %d processes train on the CPU with the gloo backend "
-                "(as with --distributed_backend=gloo --device=cpu)",
-                processes,
+            notes.append(
+                f"torchrun without a GPU: the {processes} process{'es' if processes != 1 else ''} train"
+                f"{'' if processes != 1 else 's'} on the CPU with the gloo backend "
+                "(as with --distributed_backend=gloo --device=cpu)"
             )
         elif gpus < processes:
             raise RunOptionError(
@@ -325,7 +327,7 @@ def fit_run_options(run_opts, hparams_file, overrides: dict):
                 f"--{option}=fp16: half precision needs a GPU and this run is on the CPU; "
                 f"pass --{option}=bf16 (mixed precision on the CPU) or --{option}=fp32"
             )
-    return run_opts
+    return run_opts, notes
 
 
 def prepare_data(hparams: dict):

@@ -238,7 +238,7 @@ def main(argv=None, init_from=None) -> dict:
     """Run the whole recipe; returns the test metrics. ``init_from``: a trained
     model folder to fine-tune (recipes/STOP/finetune.py passes it)."""
     hparams_file, run_opts, overrides = parse_recipe_arguments(argv if argv is not None else sys.argv[1:])
-    run_opts = fit_run_options(run_opts, hparams_file, overrides)
+    run_opts, run_notes = fit_run_options(run_opts, hparams_file, overrides)
     sb.utils.distributed.ddp_init_group(run_opts)
 
     with open(hparams_file, encoding="utf-8") as f:
@@ -252,6 +252,8 @@ def main(argv=None, init_from=None) -> dict:
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    for note in run_notes:  # run options changed to work here: in log.txt
+        logger.warning(note)
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     if init_from:  # fine-tuning: the source model's tokenizer, so the output layer matches
         run_on_main(copy_tokenizer, kwargs={"model_dir": init_from, "folder": hparams["tokenizer_folder"]})

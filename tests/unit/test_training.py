@@ -109,7 +109,7 @@ def test_run_options_that_cannot_work_here_are_refused_before_any_work(tmp_path,
 
 
 @no_gpu
-def test_torchrun_without_a_gpu_falls_back_to_the_cpu_and_gloo(monkeypatch, caplog):
+def test_torchrun_without_a_gpu_falls_back_to_the_cpu_and_gloo(monkeypatch):
     import socket
 
     import speechbrain as sb
@@ -126,10 +126,12 @@ def test_torchrun_without_a_gpu_falls_back_to_the_cpu_and_gloo(monkeypatch, capl
     hparams_file, run_opts, overrides = parse_recipe_arguments([MINI, "--data_folder=x"])
     with pytest.raises(ValueError, match="Not enough GPUs"):  # SpeechBrain's own start, as it was
         sb.utils.distributed.ddp_init_group(run_opts)
-    with caplog.at_level("WARNING"):
-        run_opts = fit_run_options(run_opts, hparams_file, overrides)
+    run_opts, notes = fit_run_options(run_opts, hparams_file, overrides)
     assert (run_opts["distributed_backend"], run_opts["device"]) == ("gloo", "cpu")
-    assert "gloo" in caplog.text and "without a GPU" in caplog.text
+    assert notes == [
+        "torchrun without a GPU: the 1 process trains on the CPU with the gloo backend "
+        "(as with --distributed_backend=gloo --device=cpu)"
+    ]
     sb.utils.distributed.ddp_init_group(run_opts)  # a real process group on the CPU
     try:
         assert torch.distributed.get_backend() == "gloo"
