@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -155,18 +156,28 @@ def cmd_score(args):
 
 
 def cmd_parse(args):
-    from stop_slu.data_prep.audio import AudioError, audio_info
+    import torch
 
-    for wav in args.wavs:
-        try:
-            audio_info(wav)
-        except AudioError as e:
-            raise CLIError(f"{wav}: {e}") from None
     from stop_slu.inference import SLUParser
 
+    if args.device.startswith("cuda"):
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(args.device.split(":", 1)[1]) if ":" in args.device else 0
+        if index >= gpus:
+            raise CLIError(
+                f"--device={args.device}: no such GPU here ({gpus} visible); pass --device=cpu"
+                + (f" or one of cuda:0 to cuda:{gpus - 1}" if gpus else "")
+            )
     parser = SLUParser.from_folder(args.model_dir, device=args.device)
+    refused = 0
     for result in parser.parse_files(args.wavs):
-        print(json.dumps(result), flush=True)
+        if "error" in result:
+            refused += 1
+            print(f"error: {result['file']}: {result['error']}", file=sys.stderr, flush=True)
+        else:
+            print(json.dumps(result), flush=True)
+    if refused:
+        sys.exit(1)
 
 
 def cmd_report(args):
@@ -375,7 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "parse",
         help="parse wav files with a trained model folder",
-        description="Print one JSON object per file: file, parse, intent, slots.",
+        description="Print one JSON object per file: file, parse, intent, slots and confidence "
+        "(the search's length-normalised log-probability: at most 0, nearer 0 more confident). "
+        "A file that is not audio, or shorter or longer than the model can parse, gets one "
+        "'error: FILE: reason' line on stderr instead (the other files are still parsed; exit "
+        "status 1).",
     )
     p.add_argument("model_dir", help="a training output folder or an exported model folder (stop-slu export)")
     p.add_argument("wavs", nargs="+", help="audio files (any sample rate; stereo is down-mixed)")
@@ -430,6 +445,9 @@ def main(argv=None):
     # 800 MB and take seconds before any work (benchmarks/prepare_full_size.py).
     try:
         args.func(args)
+    except BrokenPipeError:  # the reader went away (stop-slu ... | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except (CLIError, PrepareError, AudioError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     except ValueError as error:

@@ -96,6 +96,7 @@ def _model_card(out: Path, export: Path, parser: SLUParser, overrides: dict) -> 
     metrics_path, report_path = out / "metrics_test.json", out / "data" / "prepare_report.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     n_params = sum(p.numel() for p in parser.hparams.model.parameters())
+    shortest, longest = parser.supported_duration()
     lines = [
         f"# STOP spoken-language-understanding model ({out.name})",
         "",
@@ -112,7 +113,7 @@ def _model_card(out: Path, export: Path, parser: SLUParser, overrides: dict) -> 
         '    run_opts={"device": "cpu"},  # or "cuda"',
         ")",
         'parser.parse_file("audio.wav")  # the parse',
-        'parser.parse_files(["a.wav", "b.wav"])  # dicts: parse, intent, slots',
+        'parser.parse_files(["a.wav", "b.wav"])  # dicts: parse, intent, slots, confidence',
         "```",
         "or `stop-slu parse THIS_FOLDER audio.wav`. `hyperparams.yaml` is HyperPyYAML, which runs",
         "the code it names: load this model only if you trust where it comes from.",
@@ -125,6 +126,9 @@ def _model_card(out: Path, export: Path, parser: SLUParser, overrides: dict) -> 
         f"- search: beam {parser.hparams.get('test_beam_size')}, CTC weight "
         f"{parser.hparams.get('ctc_weight_decode')}, tree-constrained: {parser.hparams.get('tree_constrained_search')}",
         f"- config: `{RECIPE_COPY}` of the run, overrides: `{json.dumps(overrides, sort_keys=True)}`",
+        f"- audio it parses: {shortest * 1000:.0f} ms to "
+        + (f"{longest:.0f} s" if longest else "any length")
+        + " (other files get a one-line reason instead of a parse)",
         "",
         "## Test results (the run's test set)",
         "",

@@ -34,8 +34,8 @@ from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from stop_slu import parses
 from stop_slu.checkpoints import load_averaged_model, weights_only_loading
-from stop_slu.data_prep.audio import load_audio
-from stop_slu.frontend import encoder_input
+from stop_slu.data_prep.audio import AudioError, audio_info, load_audio
+from stop_slu.frontend import compute_features_of, encoder_input
 from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer
 
 RECIPE_COPY = "recipe.yaml"  # the config as given (references unresolved)
@@ -141,6 +141,7 @@ def _check_export_folder(folder: Path):
         _inside(folder, path)
 
 
+MIN_DECODE_STEPS = 3  # the shortest parse and its end: "[IN:X", "]", end-of-sequence
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # SentencePiece model, label inventory
 _EXPORT_REF = re.compile(r"<export_folder>/([^\s'\"\]\[,{}]+)")
 
@@ -265,17 +266,100 @@ class SLUParser(Pretrained):
         src, wav_lens = encoder_input(self.mods, self.hparams.compute_features, wavs, wav_lens)
         return self.mods.Transformer.encode(src, wav_lens, pad_idx=self.hparams.pad_index)
 
+    @torch.no_grad()
+    def _encoder_frames(self, n_samples: int) -> int | None:
+        """Encoder frames for ``n_samples`` of audio; None where the front-end cannot take it."""
+        wavs = torch.zeros(1, n_samples, device=self.device)
+        try:
+            feats = compute_features_of(
+                self.mods, self.hparams.compute_features, wavs, torch.ones(1, device=self.device)
+            )
+            return int(self.mods.CNN(feats).shape[1])
+        except RuntimeError:
+            return None
+
+    def supported_samples(self) -> tuple[int, int | None]:
+        """The audio lengths this model parses, in samples at ``sample_rate``:
+        ``(shortest, longest)``, longest None where the model sets no limit.
+
+        Shortest: the search must have room for the shortest parse
+        (``MIN_DECODE_STEPS`` tokens, ``max_decode_ratio`` of the encoder
+        frames). Longest: the encoder's absolute positional encoding (2,500
+        frames by default) where it has one. Measured on the model's own
+        front-end, so every config gets its own range."""
+        if getattr(self, "_supported", None) is None:
+            ratio = float(self.hparams.test_search.max_decode_ratio)
+
+            def enough(n):
+                frames = self._encoder_frames(n)
+                return frames is not None and int(frames * ratio) >= MIN_DECODE_STEPS
+
+            low, high = 1, 2 * self.hparams.sample_rate
+            while not enough(high) and high < 64 * self.hparams.sample_rate:
+                low, high = high, 2 * high
+            while low < high:  # the shortest length with room enough (frames grow with length)
+                middle = (low + high) // 2
+                low, high = (middle + 1, high) if not enough(middle) else (low, middle)
+            longest = None
+            encoding = getattr(self.mods.Transformer, "positional_encoding", None)
+            max_frames = getattr(encoding, "max_len", None)
+            if max_frames:
+                one, two = self.hparams.sample_rate, 2 * self.hparams.sample_rate
+                per_sample = (self._encoder_frames(two) - self._encoder_frames(one)) / one
+                # frames grow linearly with length: one frame of margin for the front-end's rounding
+                longest = one + int((max_frames - 1 - self._encoder_frames(one)) / per_sample)
+            self._supported = (low, longest)
+        return self._supported
+
+    def supported_duration(self) -> tuple[float, float | None]:
+        """``supported_samples`` in seconds: (shortest, longest or None)."""
+        low, high = self.supported_samples()
+        rate = self.hparams.sample_rate
+        return low / rate, (high / rate if high else None)
+
+    def check_length(self, n_samples: int, sample_rate: int | None = None) -> str | None:
+        """Why audio of ``n_samples`` (at ``sample_rate``, default the model's)
+        cannot be parsed, or None when it can."""
+        rate = sample_rate or self.hparams.sample_rate
+        n = round(n_samples * self.hparams.sample_rate / rate)
+        low, high = self.supported_samples()
+        shortest, longest = self.supported_duration()
+        supported = f"this model parses {shortest * 1000:.0f} ms" + (f" to {longest:.0f} s" if longest else " or more")
+        if n < low:
+            return f"audio too short ({n_samples / rate * 1000:.1f} ms); {supported}"
+        if high and n > high:
+            return f"audio too long ({n_samples / rate:.1f} s); {supported}: split it"
+        return None
+
     def parse_file(self, path) -> str:
-        """The parse of one audio file (any sample rate; stereo is down-mixed)."""
-        return self.parse_files([path])[0]["parse"]
+        """The parse of one audio file (any sample rate; stereo is down-mixed).
+        Raises AudioError for a file that is not audio or out of ``supported_duration``."""
+        result = self.parse_files([path])[0]
+        if "error" in result:
+            raise AudioError(f"{path}: {result['error']}")
+        return result["parse"]
 
     @torch.no_grad()
-    def parse_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
-        """Parses of a padded batch: ``wavs`` (batch, samples) at ``sample_rate``,
-        ``wav_lens`` (batch,) relative lengths in [0, 1], as in SpeechBrain."""
+    def decode_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[list[str], list[float]]:
+        """Parses of a padded batch and their confidences: ``wavs`` (batch,
+        samples) at ``sample_rate``, ``wav_lens`` (batch,) relative lengths in
+        [0, 1], as in SpeechBrain. The confidence is the search's
+        length-normalised log-probability (its score divided by the number of
+        tokens, end-of-sequence included; attention and CTC scores weighted as
+        in the config): at most 0, nearer 0 more confident. Raises ValueError
+        for a row shorter or longer than ``supported_samples``."""
         wav_lens = wav_lens.to(self.device)
-        hyps, _, _, _ = self.hparams.test_search(self.encode_batch(wavs, wav_lens), wav_lens)
-        return [output_parse(self.tokenizer, h, self.hparams.decouple_output) for h in hyps]
+        for row, length in enumerate(wav_lens.tolist()):
+            reason = self.check_length(round(length * wavs.shape[1]))
+            if reason:
+                raise ValueError(f"batch row {row}: {reason}")
+        hyps, _, scores, _ = self.hparams.test_search(self.encode_batch(wavs, wav_lens), wav_lens)
+        parsed = [output_parse(self.tokenizer, h, self.hparams.decouple_output) for h in hyps]
+        return parsed, [round(float(score), 4) for score in scores.view(-1)]
+
+    def parse_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
+        """Parses of a padded batch (``decode_batch`` without the confidences)."""
+        return self.decode_batch(wavs, wav_lens)[0]
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
         """The full model on a batch: ``parse_batch``."""
@@ -287,12 +371,25 @@ class SLUParser(Pretrained):
         signals = [torch.from_numpy(load_audio(str(p), self.hparams.sample_rate)) for p in paths]
         return batch_pad_right(signals)
 
+    def check_file(self, path) -> str | None:
+        """Why the audio file ``path`` cannot be parsed (not audio, too short,
+        too long; from its header alone), or None when it can."""
+        try:
+            info = audio_info(path)
+        except AudioError as error:
+            return str(error)
+        return self.check_length(info.frames, info.sample_rate)
+
     def parse_files(self, paths, batch_size: int = 8) -> list[dict]:
-        """One dict per file: file, parse, intent, slots."""
-        results = []
+        """One dict per file, in order: file, parse, confidence (see
+        ``decode_batch``), intent, slots; or file and error (one line saying
+        why) for a file that is not audio or out of ``supported_duration``.
+        The other files are parsed all the same."""
         paths = [str(p) for p in paths]
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start : start + batch_size]
-            for path, parse in zip(chunk, self.parse_batch(*self.load_batch(chunk))):
-                results.append({"file": path, **describe(parse)})
-        return results
+        results = {path: {"file": path, "error": reason} for path in paths if (reason := self.check_file(path))}
+        good = [path for path in paths if path not in results]
+        for start in range(0, len(good), batch_size):
+            chunk = good[start : start + batch_size]
+            for path, parse, confidence in zip(chunk, *self.decode_batch(*self.load_batch(chunk))):
+                results[path] = {"file": path, **describe(parse), "confidence": confidence}
+        return [results[path] for path in paths]

@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 from pathlib import Path
 
 import sentencepiece as spm
@@ -83,6 +82,21 @@ def _fingerprint(targets, options: dict) -> str:
     return h.hexdigest()
 
 
+class VocabSizeError(ValueError):
+    """A vocabulary size the training targets cannot fit; the message gives the smallest usable one."""
+
+
+def smallest_vocab_size(targets) -> int:
+    """The smallest SentencePiece vocabulary for ``targets`` (canonical parses):
+    the 4 special ids, every label and ``]`` as one piece each, and every
+    character of the words (``character_coverage=1.0``) plus the word
+    boundary ``▁``, SentencePiece's own lower bound."""
+    labels = label_inventory(targets)
+    words = [token for target in targets for token in target.split() if not token.startswith("[") and token != "]"]
+    characters = set("".join(words)) | {BOUNDARY}
+    return 4 + len(labels) + 1 + len(characters)
+
+
 def train_tokenizer(
     targets,
     folder,
@@ -99,9 +113,9 @@ def train_tokenizer(
     Every label seen in ``targets`` becomes a single piece, and
     ``decode(encode(t)) == t`` holds for every target (checked here).
 
-    Raises ``ValueError`` (one line) for no targets, an unknown
-    ``model_type`` or a ``vocab_size`` below the labels and characters the
-    targets need.
+    Raises ``ValueError`` (one line) for no targets or an unknown
+    ``model_type``, and its subclass ``VocabSizeError`` for a ``vocab_size``
+    below ``smallest_vocab_size(targets)``.
     """
     folder = Path(folder)
     targets = [parses.canonical(t) for t in targets]
@@ -110,6 +124,13 @@ def train_tokenizer(
     if model_type not in MODEL_TYPES:
         raise ValueError(f"unknown tokenizer type {model_type!r}; use one of {', '.join(MODEL_TYPES)}")
     labels = label_inventory(targets)
+    smallest = smallest_vocab_size(targets)
+    if int(vocab_size) < smallest:
+        raise VocabSizeError(
+            f"--vocab_size={vocab_size}: below the smallest usable size for these training targets, "
+            f"{smallest} (4 special ids, {len(labels)} labels and ']' as single pieces, "
+            f"{smallest - 5 - len(labels)} characters); pass --vocab_size={smallest} or more"
+        )
     options = {"vocab_size": int(vocab_size), "model_type": model_type}
     fingerprint = _fingerprint(targets, options)
     meta_path = folder / META_NAME
@@ -124,13 +145,7 @@ def train_tokenizer(
     model = io.BytesIO()  # in memory: no file paths end up inside the model
     try:
         _train_sentencepiece(targets, model, vocab_size, model_type, symbols)
-    except RuntimeError as error:
-        too_small = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(error))
-        if too_small:
-            raise ValueError(
-                f"vocab_size {vocab_size} is below the {too_small.group(2)} pieces the targets need "
-                "(labels, special ids and every character); raise vocab_size"
-            ) from None
+    except RuntimeError as error:  # the sizes were checked above: anything else SentencePiece refuses
         raise ValueError(f"SentencePiece could not train: {str(error).splitlines()[0]}") from None
     tmp = folder / (MODEL_NAME + ".tmp")
     tmp.write_bytes(model.getvalue())

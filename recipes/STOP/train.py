@@ -37,12 +37,15 @@ from stop_slu.data_prep.rows import read_csv
 from stop_slu.frontend import encoder_input
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
 from stop_slu.report import write_report
-from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer
+from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, VocabSizeError
 from stop_slu.training import (
     NonFiniteLossError,
+    OverrideError,
     RobustBrain,
+    RunOptionError,
     build_tokenizer,
     copy_tokenizer,
+    fit_run_options,
     parse_recipe_arguments,
     prepare_data,
     report_target_lengths,
@@ -240,6 +243,7 @@ def main(argv=None, init_from=None) -> dict:
     """Run the whole recipe; returns the test metrics. ``init_from``: a trained
     model folder to fine-tune (recipes/STOP/finetune.py passes it)."""
     hparams_file, run_opts, overrides = parse_recipe_arguments(argv if argv is not None else sys.argv[1:])
+    run_opts, run_notes = fit_run_options(run_opts, hparams_file, overrides)
     sb.utils.distributed.ddp_init_group(run_opts)
 
     with open(hparams_file, encoding="utf-8") as f:
@@ -253,6 +257,8 @@ def main(argv=None, init_from=None) -> dict:
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    for note in run_notes:  # run options changed to work here: in log.txt
+        logger.warning(note)
     run_on_main(prepare_data, kwargs={"hparams": hparams})
     if init_from:  # fine-tuning: the source model's tokenizer, so the output layer matches
         run_on_main(copy_tokenizer, kwargs={"model_dir": init_from, "folder": hparams["tokenizer_folder"]})
@@ -297,5 +303,5 @@ def main(argv=None, init_from=None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (PrepareError, CheckpointError, NonFiniteLossError) as error:
+    except (PrepareError, CheckpointError, NonFiniteLossError, OverrideError, RunOptionError, VocabSizeError) as error:
         sys.exit(f"error: {error}")

@@ -190,7 +190,13 @@ def recipe_overrides(hparams_file: Path, overrides: list[str]) -> dict:
     import speechbrain as sb
     from hyperpyyaml import resolve_references
 
+    from stop_slu.training import OverrideError, parse_recipe_arguments
+
     job_folders = [f"--{key}=/job/{key}" for key in SET_HERE]  # set in the job; the config's placeholders
+    try:  # every key, nested ones included, as the job's recipe will check it
+        parse_recipe_arguments([str(hparams_file), *job_folders, *overrides])
+    except OverrideError as error:
+        raise LaunchError(str(error)) from None
     _, _, yaml_overrides = sb.parse_arguments([str(hparams_file), *job_folders, *overrides])  # run options set apart
     try:
         with open(hparams_file, encoding="utf-8") as f:

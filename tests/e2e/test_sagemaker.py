@@ -215,8 +215,11 @@ def test_launcher_errors_are_one_line_before_anything_is_built(tmp_path):
         "number_of_epochs": "3",
         "precision": "bf16",
     }
-    with pytest.raises(LaunchError, match=f"^--number_of_epoch: neither a key of {mini} nor a SpeechBrain run option$"):
+    with pytest.raises(LaunchError, match=f"^--number_of_epoch: {mini} has no key number_of_epoch; did you mean "):
         recipe_overrides(mini, ["--number_of_epoch=3"])  # a typo fails here, not on a paid instance
+    nested = "max_batch_lenght under dynamic_batch_sampler_train; did you mean max_batch_length"
+    with pytest.raises(LaunchError, match=nested):
+        recipe_overrides(mini, ["--dynamic_batch_sampler_train={max_batch_lenght: 300}"])  # nested ones too
 
     missing = run_cli("sagemaker", "mini", "--data", "s3://stop-data/stop/", "--dry-run", check=False)
     assert (

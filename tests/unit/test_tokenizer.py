@@ -131,7 +131,7 @@ def test_sizes_compares_without_keeping(prepared, tmp_path, capsys, monkeypatch)
 def test_cli_errors_are_one_line(prepared, tmp_path, capsys):
     save, _ = prepared
     for args, expected in [
-        ((save, tmp_path / "a", "--vocab_size", 50), "raise vocab_size"),
+        ((save, tmp_path / "a", "--vocab_size", 50), "pass --vocab_size=116 or more"),
         ((save,), "OUT missing"),
         ((save, tmp_path / "b", "--target_column", "normalized_seqlogical"), "--target normalized_seqlogical"),
         ((tmp_path, tmp_path / "c"), "train.csv: no such file"),

@@ -1,0 +1,92 @@
+"""``stop-slu parse`` and SLUParser on the audio users really send: every
+accepted file gets a well-formed parse and a confidence, anything else one
+line saying why, while the other files of the call are still parsed."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import run_cli
+
+from stop_slu import parses
+
+RATE = 16000
+
+
+def _wav(path, n_samples, rate=RATE, silence=False):
+    noise = np.random.default_rng(n_samples).normal(0, 0.1, n_samples).astype("float32")
+    sf.write(path, np.zeros(n_samples, "float32") if silence else noise, rate)
+    return path
+
+
+@pytest.fixture(scope="module")
+def parser(trained):
+    from stop_slu.inference import SLUParser
+
+    return SLUParser.from_folder(trained[0])
+
+
+def test_parse_answers_every_file_of_the_call(trained, parser, tmp_path):
+    out, _ = trained
+    low, high = parser.supported_samples()
+    files = {
+        "one_sample.wav": _wav(tmp_path / "one_sample.wav", 1),
+        "10ms.wav": _wav(tmp_path / "10ms.wav", 160),
+        "30ms.wav": _wav(tmp_path / "30ms.wav", 480),
+        "50ms.wav": _wav(tmp_path / "50ms.wav", 800),
+        "just_short.wav": _wav(tmp_path / "just_short.wav", low - 1),
+        "shortest.wav": _wav(tmp_path / "shortest.wav", low),
+        "silence_1s.wav": _wav(tmp_path / "silence_1s.wav", RATE, silence=True),
+        "8k.wav": _wav(tmp_path / "8k.wav", RATE // 2, rate=8000),
+        "too_long.wav": _wav(tmp_path / "too_long.wav", high + RATE, silence=True),
+        "not_audio.wav": tmp_path / "not_audio.wav",
+    }
+    files["not_audio.wav"].write_text("hello")
+    result = run_cli("parse", out, *files.values(), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    answered = {json.loads(line)["file"]: json.loads(line) for line in result.stdout.splitlines()}
+    errors = {line.split(": ")[1]: line for line in result.stderr.splitlines() if line.startswith("error: ")}
+    assert set(answered) | set(errors) == {str(p) for p in files.values()}
+    assert not set(answered) & set(errors)
+    for name in ("one_sample.wav", "10ms.wav", "just_short.wav"):
+        assert "audio too short" in errors[str(files[name])] and "this model parses" in errors[str(files[name])]
+    assert "audio too long" in errors[str(files["too_long.wav"])]
+    assert str(files["not_audio.wav"]) in errors
+    for name in ("shortest.wav", "silence_1s.wav", "8k.wav"):
+        assert str(files[name]) in answered
+    for parsed in answered.values():
+        assert parses.is_valid(parsed["parse"]), parsed
+        assert isinstance(parsed["confidence"], float) and parsed["confidence"] <= 0
+
+
+@pytest.mark.parametrize("max_decode_ratio", [None, 1.0])  # the tiny model's 0.3, and the configs' own 1.0
+def test_the_supported_range_is_the_models_own(trained, parser, max_decode_ratio):
+    from stop_slu.inference import SLUParser
+
+    if max_decode_ratio:
+        parser = SLUParser.from_folder(trained[0], overrides={"max_decode_ratio": max_decode_ratio})
+    low, high = parser.supported_samples()
+    assert 1 < low < RATE and high > 60 * RATE
+    rng = torch.Generator().manual_seed(0)
+    for n in range(low, low + 400, 40):  # from the shortest length on: a well-formed parse
+        found, confidence = parser.decode_batch(torch.randn(1, n, generator=rng) * 0.1, torch.ones(1))
+        assert parses.is_valid(found[0]), (n, found)
+        assert confidence[0] <= 0
+    with pytest.raises(ValueError, match="too short"):
+        parser.parse_batch(torch.zeros(1, low - 1), torch.ones(1))
+    # the longest length is the encoder's own limit: a second more fails inside the model
+    assert parser.encode_batch(torch.zeros(1, high), torch.ones(1)).shape[1] > 0
+    with pytest.raises(RuntimeError):
+        parser.encode_batch(torch.zeros(1, high + RATE), torch.ones(1))
+
+
+def test_the_python_interface_gives_confidences_and_reasons(parser, tmp_path):
+    low, _ = parser.supported_samples()
+    good, short = _wav(tmp_path / "good.wav", 2 * low), _wav(tmp_path / "short.wav", low // 2)
+    first, second = parser.parse_files([good, short])
+    assert parses.is_valid(first["parse"]) and first["confidence"] <= 0
+    assert second["file"] == str(short) and "audio too short" in second["error"]
+    with pytest.raises(ValueError, match="audio too short"):
+        parser.parse_file(short)
