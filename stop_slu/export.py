@@ -43,7 +43,7 @@ LABELS = "labels.txt"
 CARD = "README.md"
 _MARK = "__STOP_SLU_EXPORT_FOLDER__"
 # Objects inference needs (with everything they reference); plain values are kept too.
-_INFERENCE_OBJECTS = ("modules", "model", "compute_features", "normalize", "test_search")
+_INFERENCE_OBJECTS = ("modules", "model", "compute_features", "normalize", "test_search", "model_encode")
 
 
 def inference_yaml(recipe_text: str, overrides: dict) -> str:
@@ -150,12 +150,15 @@ def export_model(output_folder, export_dir) -> Path:
     text = inference_yaml((out / RECIPE_COPY).read_text(encoding="utf-8"), overrides)
     (export / EXPORT_HPARAMS).write_text(text, encoding="utf-8")
     torch.save(parser.hparams["model"].state_dict(), export / EXPORT_MODEL)
-    parser.hparams["normalize"]._save(export / EXPORT_NORMALIZER)
+    if parser.hparams.get("normalize") is not None:  # the Whisper config has none
+        parser.hparams["normalize"]._save(export / EXPORT_NORMALIZER)
     tokenizer_dir = export / EXPORT_TOKENIZER
     tokenizer_dir.mkdir(exist_ok=True)
-    for name in ("tokenizer.model", "tokenizer.json"):
+    for name in ("tokenizer.model", "tokenizer.json", "whisper"):  # whisper/: Whisper's own tokenizer files
         source = parser.tokenizer.folder / name
-        if source.is_file():
+        if source.is_dir():
+            shutil.copytree(source, tokenizer_dir / name, symlinks=False, dirs_exist_ok=True)
+        elif source.is_file():
             shutil.copyfile(source, tokenizer_dir / name)
     _copy_referenced_files(text, out, export)
     (export / LABELS).write_text("".join(label + "\n" for label in parser.tokenizer.labels), encoding="utf-8")

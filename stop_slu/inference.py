@@ -22,7 +22,7 @@ from stop_slu import parses
 from stop_slu.checkpoints import load_averaged_model, weights_only_loading
 from stop_slu.data_prep.audio import load_audio
 from stop_slu.frontend import encoder_input
-from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer
+from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, has_tokenizer, load_tokenizer
 
 RECIPE_COPY = "recipe.yaml"  # the config as given (references unresolved)
 RECIPE_OVERRIDES = "recipe_overrides.yaml"  # overrides applied, minus the paths
@@ -75,7 +75,7 @@ def check_model_folder(folder) -> Path:
             f"{folder}: not a trained model folder (no {RECIPE_COPY}); "
             "pass the --output_folder of a finished training run"
         )
-    if not (folder / MODEL_TOKENIZER / "tokenizer.model").is_file():
+    if not has_tokenizer(folder / MODEL_TOKENIZER):
         raise ModelFolderError(f"{folder / MODEL_TOKENIZER}: tokenizer missing; the model folder is incomplete")
     if not any((folder / "save").glob("CKPT+*")):
         raise ModelFolderError(f"{folder / 'save'}: no checkpoint; training has not saved a model yet")
@@ -91,7 +91,8 @@ class SLUParser:
         self.overrides = overrides or {}  # of the training run (for the model card)
         self.device = torch.device(device)
         for name in ("model", "normalize", "compute_features"):
-            hparams[name].to(self.device).eval()
+            if hparams.get(name) is not None:  # the Whisper config has no separate front-end
+                hparams[name].to(self.device).eval()
 
     @classmethod
     def from_folder(cls, folder, device: str = "cpu", overrides: dict | None = None) -> SLUParser:
@@ -121,15 +122,18 @@ class SLUParser:
         tokenizer_dir = Path(hparams["tokenizer_folder"])
         if not load_averaged_model(hparams, max_key="ACC", device=device):
             raise ModelFolderError(f"{hparams['save_folder']}: no checkpoint; training has not saved a model yet")
-        return cls(hparams, ParseTokenizer(tokenizer_dir), device, overrides=trained_with)
+        return cls(hparams, load_tokenizer(tokenizer_dir), device, overrides=trained_with)
 
     @classmethod
     def from_hparams(cls, source, device: str = "cpu", overrides: dict | None = None) -> SLUParser:
         """An exported model folder (``stop-slu export``), loaded the way
         SpeechBrain pretrained models are: ``SLUParser.from_hparams(source=DIR)``."""
         folder = Path(source).resolve()
-        needed = [folder / n for n in (EXPORT_HPARAMS, EXPORT_MODEL, EXPORT_NORMALIZER)]
-        needed.append(folder / EXPORT_TOKENIZER / "tokenizer.model")
+        needed = [folder / n for n in (EXPORT_HPARAMS, EXPORT_MODEL)]
+        if (folder / EXPORT_NORMALIZER).is_file() or not (folder / EXPORT_TOKENIZER / "whisper").is_dir():
+            needed.append(folder / EXPORT_NORMALIZER)  # every config but Whisper's normalises its features
+        if not has_tokenizer(folder / EXPORT_TOKENIZER):
+            needed.append(folder / EXPORT_TOKENIZER / "tokenizer.model")
         missing = [p.name for p in needed if not p.is_file()]
         if missing:
             raise ModelFolderError(
@@ -142,8 +146,9 @@ class SLUParser:
         with weights_only_loading(folder):  # the normaliser's file too
             state = torch.load(folder / EXPORT_MODEL, map_location=device, weights_only=True)
             hparams["model"].load_state_dict(state, strict=True)
-            hparams["normalize"]._load(folder / EXPORT_NORMALIZER)
-        return cls(hparams, ParseTokenizer(folder / EXPORT_TOKENIZER), device)
+            if hparams.get("normalize") is not None:
+                hparams["normalize"]._load(folder / EXPORT_NORMALIZER)
+        return cls(hparams, load_tokenizer(folder / EXPORT_TOKENIZER), device)
 
     def parse_file(self, path) -> str:
         """The parse of one audio file (any sample rate; stereo is down-mixed)."""
@@ -154,8 +159,11 @@ class SLUParser:
         """Parses of a padded batch (``wav_lens`` relative, as in SpeechBrain)."""
         hp = self.hparams
         wavs, wav_lens = wavs.to(self.device), wav_lens.to(self.device)
-        src, wav_lens = encoder_input(hp["modules"], hp["compute_features"], wavs, wav_lens)
-        enc_out = hp["Transformer"].encode(src, wav_lens, pad_idx=hp["pad_index"])
+        if hp.get("model_encode") is not None:  # the model's own (stop_slu/whisper.py)
+            enc_out = hp["model_encode"](hp["modules"], wavs, wav_lens)
+        else:
+            src, wav_lens = encoder_input(hp["modules"], hp["compute_features"], wavs, wav_lens)
+            enc_out = hp["Transformer"].encode(src, wav_lens, pad_idx=hp["pad_index"])
         hyps, _, _, _ = hp["test_search"](enc_out, wav_lens)
         return [output_parse(self.tokenizer, h, hp["decouple_output"]) for h in hyps]
 

@@ -29,7 +29,7 @@ from speechbrain.decoders.scorer import BaseScorerInterface
 from speechbrain.decoders.scorer import ScorerBuilder as _SBScorerBuilder
 
 from stop_slu import parses
-from stop_slu.tokenizer.parse_tokenizer import BOUNDARY, ParseTokenizer
+from stop_slu.tokenizer.parse_tokenizer import BOUNDARY, load_tokenizer
 
 # Kind of the last token of a hypothesis.
 START, OPEN, CLOSE, WORD, SPACE, BROKEN = range(6)
@@ -72,8 +72,8 @@ class TreeConstraintScorer(BaseScorerInterface):
     Arguments
     ---------
     tokenizer_folder : str
-        Folder of the trained ParseTokenizer (read on first use, since the
-        recipe trains it after the YAML is loaded).
+        Folder of the trained tokenizer, SentencePiece or Whisper's (read on
+        first use, since the recipe trains it after the YAML is loaded).
     eos_index, bos_index : int
         Special ids of the search.
     max_decode_ratio : float
@@ -112,7 +112,7 @@ class TreeConstraintScorer(BaseScorerInterface):
 
     def _masks(self, device):
         if self._classes is None:
-            self.set_vocabulary(ParseTokenizer(self.tokenizer_folder).pieces())
+            self.set_vocabulary(load_tokenizer(self.tokenizer_folder).pieces())
         if self._classes["eos"].device != device:
             self._classes = {k: v.to(device) for k, v in self._classes.items()}
         return self._classes
