@@ -40,7 +40,11 @@ _CLASSES = ("intent", "slot", "close", "word_start", "word_cont", "space", "eos"
 def token_classes(pieces: list[str], eos_index: int) -> dict[str, list[bool]]:
     """Which vocabulary entries are intent labels, slot labels, ``]``, word
     starts (``▁word``), word continuations, a lone ``▁``, and end-of-sequence.
-    Anything else (pad/blank, unk, bos, a piece holding a bracket) is never allowed."""
+    Anything else (pad/blank, unk, bos, a piece holding a bracket) is never allowed.
+
+    ``pieces`` follow SentencePiece's convention (``▁`` marks a word start, labels
+    are ``▁[IN:X``); the Whisper tokenizer's ``pieces()`` converts its byte-level
+    BPE pieces to it (``Ġword`` -> ``▁word``, special tokens as ``<special>``)."""
     classes = {name: [False] * len(pieces) for name in _CLASSES}
     for index, piece in enumerate(pieces):
         text = piece[1:] if piece.startswith(BOUNDARY) else piece

@@ -30,7 +30,7 @@ from speechbrain.utils.distributed import if_main_process
 from stop_slu.checkpoints import state_digest
 from stop_slu.data_prep.prepare import prepare, summary_line
 from stop_slu.inference import MODEL_TOKENIZER
-from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, train_tokenizer
+from stop_slu.tokenizer.parse_tokenizer import train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +199,12 @@ def prepare_data(hparams: dict):
     logger.info(summary_line(report))
 
 
-def build_tokenizer(hparams: dict) -> ParseTokenizer:
-    """Train (or reuse) the tokenizer on the training CSV's targets."""
+def build_tokenizer(hparams: dict):
+    """Train (or reuse) the tokenizer on the training CSV's targets: the
+    config's ``tokenizer_builder`` when it names one (the Whisper config: its
+    own tokenizer plus the labels), else SentencePiece."""
+    if hparams.get("tokenizer_builder") is not None:
+        return hparams["tokenizer_builder"](hparams=hparams)
     with open(Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv", encoding="utf-8") as f:
         targets = [row["semantics"] for row in csv.DictReader(f)]
     return train_tokenizer(targets, hparams["tokenizer_folder"], hparams["vocab_size"], hparams["tokenizer_type"])

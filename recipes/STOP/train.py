@@ -50,7 +50,8 @@ logger = logging.getLogger(__name__)
 
 
 class SLU(RobustBrain):
-    """Speech -> parse with a conformer encoder, transformer decoder and CTC."""
+    """Speech -> parse with a conformer encoder, transformer decoder and CTC, or
+    with the config's own ``model_forward`` (the Whisper config: stop_slu/whisper.py)."""
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
@@ -265,7 +266,7 @@ def main(argv=None, init_from=None) -> dict:
     if init_from:  # fine-tuning: the source model's tokenizer, so the output layer matches
         run_on_main(copy_tokenizer, kwargs={"model_dir": init_from, "folder": hparams["tokenizer_folder"]})
     else:
-        run_on_main(hparams.get("tokenizer_builder") or build_tokenizer, kwargs={"hparams": hparams})
+        run_on_main(build_tokenizer, kwargs={"hparams": hparams})
     tokenizer = load_tokenizer(hparams["tokenizer_folder"])  # every rank loads the trained model
 
     if hparams["output_neurons"] != tokenizer.vocab_size:
