@@ -129,11 +129,10 @@ class SLUParser:
         """An exported model folder (``stop-slu export``), loaded the way
         SpeechBrain pretrained models are: ``SLUParser.from_hparams(source=DIR)``."""
         folder = Path(source).resolve()
-        needed = [folder / n for n in (EXPORT_HPARAMS, EXPORT_MODEL)]
-        if (folder / EXPORT_NORMALIZER).is_file() or not (folder / EXPORT_TOKENIZER / "whisper").is_dir():
-            needed.append(folder / EXPORT_NORMALIZER)  # every config but Whisper's normalises its features
-        if not has_tokenizer(folder / EXPORT_TOKENIZER):
-            needed.append(folder / EXPORT_TOKENIZER / "tokenizer.model")
+        whisper = (folder / EXPORT_TOKENIZER / "whisper").is_dir()  # Whisper's tokenizer, no feature normaliser
+        names = [EXPORT_HPARAMS, EXPORT_MODEL, *([] if whisper else [EXPORT_NORMALIZER])]
+        names.append(f"{EXPORT_TOKENIZER}/{'tokenizer.json' if whisper else 'tokenizer.model'}")
+        needed = [folder / name for name in names]
         missing = [p.name for p in needed if not p.is_file()]
         if missing:
             raise ModelFolderError(

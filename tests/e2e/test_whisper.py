@@ -5,6 +5,7 @@ and `stop-slu export` use the trained folder."""
 
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -79,3 +80,9 @@ def test_parse_and_export_use_the_trained_whisper_offline(trained_whisper, mini_
     assert (export / "tokenizer" / "whisper").is_dir() and not (export / "normalizer.ckpt").exists()
     again = json.loads(run_cli("parse", export, wav, env=OFFLINE).stdout.strip().splitlines()[-1])
     assert again["parse"] == parsed["parse"]  # the same averaged weights, the same search
+
+    broken = tmp_path / "broken"  # an export without its tokenizer: one line, no traceback
+    shutil.copytree(export, broken)
+    (broken / "tokenizer" / "tokenizer.json").unlink()
+    result = run_cli("parse", broken, wav, check=False, env=OFFLINE)
+    assert result.returncode != 0 and "tokenizer.json" in result.stderr and "Traceback" not in result.stderr
