@@ -97,7 +97,8 @@ def build_tokenizer(hparams: dict, whisper: WhisperSLU) -> WhisperParseTokenizer
     labels of the training CSV's targets, in ``tokenizer_folder``."""
     with open(Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv", encoding="utf-8") as f:
         targets = [row["semantics"] for row in csv.DictReader(f)]
-    return train_whisper_tokenizer(targets, hparams["tokenizer_folder"], whisper.tokenizer)
+    rows = whisper.model.get_input_embeddings().weight.shape[0]
+    return train_whisper_tokenizer(targets, hparams["tokenizer_folder"], whisper.tokenizer, model_vocab=rows)
 
 
 def compute_forward(modules, hparams, batch, stage, search=None):

@@ -18,8 +18,8 @@ dropped.
 The folder holds ``tokenizer.json`` (this module's metadata: the label
 inventory, a fingerprint of the targets and of the base tokenizer) and
 ``whisper/`` (the pretrained model's Hugging Face tokenizer, unchanged: the
-added ids follow its vocabulary in the order of ``tokenizer.json``'s
-``added``; ``]`` cannot be a Hugging Face added token, since Whisper's BPE
+added ids follow its vocabulary, or the model's when that is larger, in the
+order of ``tokenizer.json``'s ``added``; ``]`` cannot be a Hugging Face added token, since Whisper's BPE
 already has a ``]`` piece). The same targets and base tokenizer reuse it.
 """
 
@@ -59,7 +59,7 @@ class WhisperParseTokenizer:
         self.folder = Path(folder)
         self.meta = json.loads((self.folder / META_NAME).read_text())
         self.hf = AutoTokenizer.from_pretrained(str(self.folder / HF_FOLDER))
-        first = len(self.hf)
+        first = int(self.meta.get("first_added_id", len(self.hf)))
         self._label_ids = {token: first + i for i, token in enumerate(self.meta["added"])}
         self._id_labels = {i: token for token, i in self._label_ids.items()}
         # Whisper's special and added tokens (task prefix, timestamps):
@@ -68,7 +68,7 @@ class WhisperParseTokenizer:
     @property
     def vocab_size(self) -> int:
         """Output size of the decoder: Whisper's tokens plus the added labels."""
-        return len(self.hf) + len(self._label_ids)
+        return int(self.meta.get("first_added_id", len(self.hf))) + len(self._label_ids)
 
     @property
     def labels(self) -> list[str]:
@@ -142,6 +142,7 @@ class WhisperParseTokenizer:
                         out.append("<unusable>")
                     else:
                         out.append(BOUNDARY + body if piece.startswith(_BPE_SPACE) else body)
+            out += ["<unused>"] * (self.vocab_size - len(self._label_ids) - len(out))  # model rows past the tokenizer
             self._pieces = out + [BOUNDARY + token for token in self.meta["added"]]
         return self._pieces
 
@@ -154,16 +155,18 @@ def _fingerprint(targets, base) -> str:
     return h.hexdigest()
 
 
-def train_whisper_tokenizer(targets, folder, base) -> WhisperParseTokenizer:
+def train_whisper_tokenizer(targets, folder, base, model_vocab: int = 0) -> WhisperParseTokenizer:
     """Build (or reuse) the tokenizer for ``targets`` in ``folder`` from
     ``base``, the pretrained model's Hugging Face Whisper tokenizer (saved
-    unchanged). Raises ValueError when there is no target or a
+    unchanged). The added ids start after the larger of the tokenizer's
+    vocabulary and ``model_vocab``, the model's embedding rows. Raises ValueError when there is no target or a
     target does not round-trip."""
     folder = Path(folder)
     targets = [parses.canonical(t) for t in targets]
     if not targets:
         raise ValueError("no training targets to build a tokenizer from")
-    fingerprint = _fingerprint(targets, base)
+    first = max(len(base), int(model_vocab))
+    fingerprint = _fingerprint(targets, base) + f"-{first}"
     meta_path = folder / META_NAME
     if meta_path.is_file() and (folder / HF_FOLDER).is_dir():
         if json.loads(meta_path.read_text()).get("fingerprint") == fingerprint:
@@ -182,9 +185,10 @@ def train_whisper_tokenizer(targets, folder, base) -> WhisperParseTokenizer:
         "added": added,
         "n_targets": len(targets),
         "base_vocab_size": len(base),
+        "first_added_id": first,
         "prefix": list(base.prefix_tokens),
         "eos_id": int(base.eos_token_id),
-        "vocab_size_actual": len(base) + len(added),
+        "vocab_size_actual": first + len(added),
     }
     tmp = folder / (META_NAME + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2) + "\n")

@@ -133,3 +133,14 @@ def test_whisper_refuses_an_output_size_below_its_vocabulary(tiny_whisper, tmp_p
         WhisperSLU(str(tiny_whisper), str(tmp_path), output_neurons=len(base) - 1)
     grown = WhisperSLU(str(tiny_whisper), str(tmp_path), output_neurons=len(base) + 5)
     assert grown.model.get_input_embeddings().weight.shape[0] == len(base) + 5
+
+
+def test_labels_follow_the_models_rows_when_it_has_more_than_the_tokenizer(targets, base, tmp_path):
+    wide = train_whisper_tokenizer(targets, tmp_path, base, model_vocab=len(base) + 7)
+    first = len(base) + 7
+    assert wide.vocab_size == first + len(wide.labels) + 1 and len(wide.pieces()) == wide.vocab_size
+    ids = wide.encode(targets[0])
+    assert min(i for i in ids if i >= len(base)) >= first and wide.decode(ids) == parses.canonical(targets[0])
+    assert wide.decode([len(base) + 1, *ids]) == wide.decode(ids)  # rows past the tokenizer decode to nothing
+    classes = token_classes(wide.pieces(), wide.eos_id)
+    assert not any(flags[len(base) + 1] for flags in classes.values())
