@@ -144,3 +144,28 @@ def test_labels_follow_the_models_rows_when_it_has_more_than_the_tokenizer(targe
     assert wide.decode([len(base) + 1, *ids]) == wide.decode(ids)  # rows past the tokenizer decode to nothing
     classes = token_classes(wide.pieces(), wide.eos_id)
     assert not any(flags[len(base) + 1] for flags in classes.values())
+
+
+def test_training_scores_each_parse_token_where_the_search_predicts_it(tiny_whisper, tokenizer, targets, tmp_path):
+    """The recipe's forward (teacher forcing after the prefix) and the search's
+    steps see the same decoder positions: p_seq[:, t] is the distribution the
+    search gets after the prefix and the first t parse tokens."""
+    from types import SimpleNamespace
+
+    from speechbrain.core import Stage
+
+    from stop_slu.whisper import compute_forward
+
+    torch.manual_seed(0)
+    whisper = WhisperSLU(str(tiny_whisper), str(tmp_path), output_neurons=tokenizer.vocab_size).eval()
+    ids = tokenizer.encode(targets[0])
+    wavs = 0.1 * torch.randn(1, 16000)
+    hparams = SimpleNamespace(wav_augment=None, decoder_prefix=tokenizer.prefix, log_softmax=torch.nn.LogSoftmax(-1))
+    batch = SimpleNamespace(sig=(wavs, torch.ones(1)), tokens_bos=(torch.tensor([tokenizer.prefix + ids]), None))
+    with torch.no_grad():
+        p_ctc, p_seq, _, hyps = compute_forward(SimpleNamespace(whisper=whisper), hparams, batch, Stage.VALID)
+        assert p_ctc is None and hyps is None and p_seq.shape == (1, len(ids) + 1, tokenizer.vocab_size)
+        enc = whisper.encode(wavs)
+        for t in (0, 1, len(ids)):
+            logits, _, _ = whisper.forward_decoder(enc, torch.tensor([tokenizer.prefix + ids[:t]]), use_cache=False)
+            assert torch.allclose(p_seq[0, t], torch.log_softmax(logits[0, -1].float(), -1), atol=1e-4)
