@@ -65,7 +65,7 @@ class WhisperSLU(Whisper):
                     f"{source}: output_neurons={output_neurons} is below Whisper's vocabulary ({rows}); "
                     "the tokenizer adds labels to Whisper's tokens, it never removes any"
                 )
-            self.model.resize_token_embeddings(int(output_neurons))  # new rows: mean of the old ones
+            self.model.resize_token_embeddings(int(output_neurons))  # new rows: around the old rows' mean
 
     def load_tokenizer(self, source, **kwargs):
         """Whisper's tokenizer, downloaded into ``save_path`` like the weights
