@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the training recipe (same as python recipes/STOP/train.py)",
         description="Prepare, train the tokenizer, train and test. HPARAMS is a YAML path or a "
         "name from hparams/ (mini, conformer, branchformer, ebranchformer, conformer_asr_transfer, "
-        "conformer_wavlm, conformer_hubert, ebranchformer_small). Overrides: "
+        "conformer_wavlm, conformer_hubert, ebranchformer_small, whisper). Overrides: "
         "--data_folder=... --output_folder=... --max_train_minutes=... and any YAML key.",
     )
     p.add_argument("hparams", help="config path or name")

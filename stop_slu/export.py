@@ -48,7 +48,7 @@ LABELS = "labels.txt"
 CARD = "README.md"
 _MARK = "__STOP_SLU_EXPORT_FOLDER__"
 # Objects inference needs (with everything they reference); plain values are kept too.
-_INFERENCE_OBJECTS = ("modules", "model", "compute_features", "normalize", "test_search")
+_INFERENCE_OBJECTS = ("modules", "model", "compute_features", "normalize", "test_search", "model_encode")
 
 
 def inference_yaml(recipe_text: str, overrides: dict) -> str:
@@ -74,22 +74,30 @@ def inference_yaml(recipe_text: str, overrides: dict) -> str:
         "# HyperPyYAML runs the code it names: load exported models only from sources you trust.\n"
         "export_folder: !PLACEHOLDER  # set by SLUParser.from_hparams(source=...)\n\n"
     )
-    return header + body + _PRETRAINER
+    return header + body + pretrainer_yaml(normalizer=tree.get("normalize") is not None)
 
 
-# How SpeechBrain's pretrained_from_hparams loads the weights (stop_slu.inference's hooks).
-# Each loadable's file is <name>.ckpt of the source (EXPORT_MODEL, EXPORT_NORMALIZER).
-_PRETRAINER = """
-# Loaded by SLUParser.from_hparams (SpeechBrain's pretrained_from_hparams): the files
-# are fetched from the source into savedir, then loaded weights-only, the model strictly.
-pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
-  loadables:
-    model: !ref <model>
-    normalizer: !ref <normalize>
-  custom_hooks:
-    model: !name:stop_slu.inference.load_model_weights
-    normalizer: !name:stop_slu.inference.load_normalizer
-"""
+def pretrainer_yaml(normalizer: bool = True) -> str:
+    """The export's ``pretrainer``: how SpeechBrain's ``pretrained_from_hparams``
+    loads the weights, with stop_slu.inference's hooks. Each loadable's file is
+    ``<name>.ckpt`` of the source (``model.ckpt``; ``normalizer.ckpt`` unless the
+    config has no feature normaliser, as the Whisper config)."""
+    loadables = ["    model: !ref <model>"] + (["    normalizer: !ref <normalize>"] if normalizer else [])
+    hooks = ["    model: !name:stop_slu.inference.load_model_weights"]
+    hooks += ["    normalizer: !name:stop_slu.inference.load_normalizer"] if normalizer else []
+    return "\n".join(
+        [
+            "",
+            "# Loaded by SLUParser.from_hparams (SpeechBrain's pretrained_from_hparams): the files",
+            "# are fetched from the source into savedir, then loaded weights-only, the model strictly.",
+            "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer",
+            "  loadables:",
+            *loadables,
+            "  custom_hooks:",
+            *hooks,
+            "",
+        ]
+    )
 
 
 def _model_card(out: Path, export: Path, parser: SLUParser, overrides: dict) -> str:
@@ -180,12 +188,15 @@ def export_model(output_folder, export_dir) -> Path:
     text = inference_yaml((out / RECIPE_COPY).read_text(encoding="utf-8"), overrides)
     (export / EXPORT_HPARAMS).write_text(text, encoding="utf-8")
     torch.save(parser.hparams.model.state_dict(), export / EXPORT_MODEL)
-    parser.hparams.normalize._save(export / EXPORT_NORMALIZER)
+    if parser.hparams.get("normalize") is not None:  # the Whisper config has none
+        parser.hparams.normalize._save(export / EXPORT_NORMALIZER)
     tokenizer_dir = export / EXPORT_TOKENIZER
     tokenizer_dir.mkdir(exist_ok=True)
-    for name in ("tokenizer.model", "tokenizer.json"):
+    for name in ("tokenizer.model", "tokenizer.json", "whisper"):  # whisper/: Whisper's own tokenizer files
         source = parser.tokenizer.folder / name
-        if source.is_file():
+        if source.is_dir():
+            shutil.copytree(source, tokenizer_dir / name, symlinks=False, dirs_exist_ok=True)
+        elif source.is_file():
             shutil.copyfile(source, tokenizer_dir / name)
     _copy_referenced_files(text, out, export)
     (export / LABELS).write_text("".join(label + "\n" for label in parser.tokenizer.labels), encoding="utf-8")

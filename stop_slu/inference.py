@@ -36,7 +36,7 @@ from stop_slu import parses
 from stop_slu.checkpoints import load_averaged_model, weights_only_loading
 from stop_slu.data_prep.audio import AudioError, audio_info, load_audio
 from stop_slu.frontend import compute_features_of, encoder_input
-from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer
+from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, has_tokenizer, load_tokenizer
 
 RECIPE_COPY = "recipe.yaml"  # the config as given (references unresolved)
 RECIPE_OVERRIDES = "recipe_overrides.yaml"  # overrides applied, minus the paths
@@ -89,7 +89,7 @@ def check_model_folder(folder) -> Path:
             f"{folder}: not a trained model folder (no {RECIPE_COPY}); "
             "pass the --output_folder of a finished training run"
         )
-    if not (folder / MODEL_TOKENIZER / "tokenizer.model").is_file():
+    if not has_tokenizer(folder / MODEL_TOKENIZER):
         raise ModelFolderError(f"{folder / MODEL_TOKENIZER}: tokenizer missing; the model folder is incomplete")
     if not any((folder / "save").glob("CKPT+*")):
         raise ModelFolderError(f"{folder / 'save'}: no checkpoint; training has not saved a model yet")
@@ -128,10 +128,16 @@ def load_normalizer(normalizer, path):
         normalizer._load(path)
 
 
+def _is_whisper_export(folder: Path) -> bool:
+    """An export of the Whisper config: Whisper's tokenizer folder, no feature normaliser."""
+    return (folder / EXPORT_TOKENIZER / WHISPER_TOKENIZER).is_dir()
+
+
 def _check_export_folder(folder: Path):
     """A local exported model folder: the files it needs, none leading outside it."""
-    needed = [folder / n for n in (EXPORT_HPARAMS, EXPORT_MODEL, EXPORT_NORMALIZER)]
-    needed += [folder / EXPORT_TOKENIZER / n for n in TOKENIZER_FILES]
+    whisper = _is_whisper_export(folder)
+    needed = [folder / n for n in (EXPORT_HPARAMS, EXPORT_MODEL, *([] if whisper else [EXPORT_NORMALIZER]))]
+    needed += [folder / EXPORT_TOKENIZER / n for n in (TOKENIZER_FILES[1:] if whisper else TOKENIZER_FILES)]
     missing = [str(p.relative_to(folder)) for p in needed if not p.is_file()]
     if missing:
         raise ModelFolderError(
@@ -143,6 +149,7 @@ def _check_export_folder(folder: Path):
 
 MIN_DECODE_STEPS = 3  # the shortest parse and its end: "[IN:X", "]", end-of-sequence
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # SentencePiece model, label inventory
+WHISPER_TOKENIZER = "whisper"  # the Whisper config's tokenizer folder (Hugging Face files), beside tokenizer.json
 _EXPORT_REF = re.compile(r"<export_folder>/([^\s'\"\]\[,{}]+)")
 
 
@@ -162,17 +169,19 @@ class SLUParser(Pretrained):
     (other rates are resampled, stereo down-mixed when loading files).
     """
 
-    HPARAMS_NEEDED = ["model", "compute_features", "test_search", "decouple_output", "sample_rate", "pad_index"]
-    MODULES_NEEDED = ["CNN", "Transformer", "normalize"]
+    # Encoder-decoder configs name CNN, Transformer and normalize among their
+    # modules; the Whisper config names whisper and a ``model_encode`` step.
+    HPARAMS_NEEDED = ["model", "test_search", "decouple_output", "sample_rate"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.hparams = _Hparams(**vars(self.hparams))
         self.overrides = {}  # of the training run (for the model card); from_folder sets them
         folder = self.hparams.get("tokenizer_folder") or Path(self.hparams.export_folder) / EXPORT_TOKENIZER
-        self.tokenizer = ParseTokenizer(folder)
-        for module in (self.hparams.model, self.hparams.compute_features, self.hparams.test_search):
-            module.to(self.device).eval()
+        self.tokenizer = load_tokenizer(folder)
+        for module in (self.hparams.model, self.hparams.get("compute_features"), self.hparams.test_search):
+            if module is not None:  # the Whisper config has no separate front-end
+                module.to(self.device).eval()
 
     @classmethod
     def from_folder(
@@ -240,14 +249,17 @@ class SLUParser(Pretrained):
         fetch_opts = {"source": source, "savedir": savedir, "local_strategy": local_strategy}
         fetch_opts["fetch_config"] = fetch_config
         config = fetch(filename=hparams_file, **fetch_opts)
-        wanted = {f"{EXPORT_TOKENIZER}/{n}" for n in TOKENIZER_FILES}
-        wanted |= set(_EXPORT_REF.findall(Path(config).read_text(encoding="utf-8"))) - {EXPORT_TOKENIZER}
+        text = Path(config).read_text(encoding="utf-8")
+        whisper = "stop_slu.whisper." in text  # the Whisper config: its tokenizer folder, no tokenizer.model
+        names = (*TOKENIZER_FILES[1:], WHISPER_TOKENIZER) if whisper else TOKENIZER_FILES
+        wanted = {f"{EXPORT_TOKENIZER}/{n}" for n in names}
+        wanted |= set(_EXPORT_REF.findall(text)) - {EXPORT_TOKENIZER}
         export_folder = None
         for relative in sorted(wanted):
             if savedir is not None:
                 (Path(savedir) / relative).parent.mkdir(parents=True, exist_ok=True)
             local = fetch(filename=relative, **fetch_opts)
-            if relative == f"{EXPORT_TOKENIZER}/{TOKENIZER_FILES[0]}":
+            if relative == f"{EXPORT_TOKENIZER}/{TOKENIZER_FILES[1]}":
                 export_folder = Path(local).parent.parent
         with weights_only_loading(source):
             return pretrained_from_hparams(
@@ -263,6 +275,8 @@ class SLUParser(Pretrained):
         """Audio (batch, samples) at ``sample_rate`` with relative lengths
         (batch,) -> encoder output (batch, frames, d_model)."""
         wavs, wav_lens = wavs.to(self.device).float(), wav_lens.to(self.device)
+        if self.hparams.get("model_encode") is not None:  # the model's own (stop_slu/whisper.py)
+            return self.hparams.model_encode(self.mods, wavs, wav_lens)
         src, wav_lens = encoder_input(self.mods, self.hparams.compute_features, wavs, wav_lens)
         return self.mods.Transformer.encode(src, wav_lens, pad_idx=self.hparams.pad_index)
 
@@ -287,6 +301,10 @@ class SLUParser(Pretrained):
         frames). Longest: the encoder's absolute positional encoding (2,500
         frames by default) where it has one. Measured on the model's own
         front-end, so every config gets its own range."""
+        if getattr(self, "_supported", None) is None and self.hparams.get("model_encode") is not None:
+            # Whisper: every input is padded (or cut) to a fixed window
+            window = self.hparams.get("max_audio_seconds")
+            self._supported = (1, int(window * self.hparams.sample_rate) if window else None)
         if getattr(self, "_supported", None) is None:
             ratio = float(self.hparams.test_search.max_decode_ratio)
 

@@ -31,7 +31,7 @@ from speechbrain.decoders.scorer import BaseScorerInterface
 from speechbrain.decoders.scorer import ScorerBuilder as _SBScorerBuilder
 
 from stop_slu import parses
-from stop_slu.tokenizer.parse_tokenizer import BOUNDARY, ParseTokenizer
+from stop_slu.tokenizer.parse_tokenizer import BOUNDARY, load_tokenizer
 
 # Kind of the last token of a hypothesis.
 START, OPEN, CLOSE, WORD, SPACE, BROKEN = range(6)
@@ -42,7 +42,11 @@ _CLASSES = ("intent", "slot", "close", "word_start", "word_cont", "space", "eos"
 def token_classes(pieces: list[str], eos_index: int) -> dict[str, list[bool]]:
     """Which vocabulary entries are intent labels, slot labels, ``]``, word
     starts (``▁word``), word continuations, a lone ``▁``, and end-of-sequence.
-    Anything else (pad/blank, unk, bos, a piece holding a bracket) is never allowed."""
+    Anything else (pad/blank, unk, bos, a piece holding a bracket) is never allowed.
+
+    ``pieces`` follow SentencePiece's convention (``▁`` marks a word start, labels
+    are ``▁[IN:X``); the Whisper tokenizer's ``pieces()`` converts its byte-level
+    BPE pieces to it (``Ġword`` -> ``▁word``, special tokens as ``<special>``)."""
     classes = {name: [False] * len(pieces) for name in _CLASSES}
     for index, piece in enumerate(pieces):
         text = piece[1:] if piece.startswith(BOUNDARY) else piece
@@ -74,8 +78,8 @@ class TreeConstraintScorer(BaseScorerInterface):
     Arguments
     ---------
     tokenizer_folder : str
-        Folder of the trained ParseTokenizer (read on first use, since the
-        recipe trains it after the YAML is loaded).
+        Folder of the trained tokenizer, SentencePiece or Whisper's (read on
+        first use, since the recipe trains it after the YAML is loaded).
     eos_index, bos_index : int
         Special ids of the search.
     max_decode_ratio : float
@@ -117,7 +121,7 @@ class TreeConstraintScorer(BaseScorerInterface):
 
     def _masks(self, device):
         if self._classes is None:
-            tokenizer = ParseTokenizer(self.tokenizer_folder)
+            tokenizer = load_tokenizer(self.tokenizer_folder)
             self.set_vocabulary(tokenizer.pieces(), tokenizer.empty_slots)
         if self._classes["eos"].device != device:
             self._classes = {k: v.to(device) for k, v in self._classes.items()}

@@ -407,7 +407,9 @@ def prepare_data(hparams: dict):
 
 def build_tokenizer(hparams: dict) -> ParseTokenizer:
     """The run's tokenizer in ``tokenizer_folder``: trained on the training
-    CSV's targets (reused when they and the options are unchanged), or, with
+    CSV's targets (reused when they and the options are unchanged); built by
+    the config's ``tokenizer_builder`` when it names one (the Whisper config:
+    Whisper's tokenizer plus the labels); or, with
     ``tokenizer_from`` (a folder from ``stop-slu tokenizer``), that folder's
     files copied byte for byte, the output layer then taking its size. Logs
     which and why.
@@ -418,6 +420,9 @@ def build_tokenizer(hparams: dict) -> ParseTokenizer:
     """
     train_csv = Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv"
     targets = [row["semantics"] for row in read_csv(train_csv).values()]  # canonical, as the data pipeline reads them
+    if hparams.get("tokenizer_builder") is not None:
+        logger.info("Tokenizer: built by the config's tokenizer_builder on %s", train_csv)
+        return hparams["tokenizer_builder"](targets=targets, hparams=hparams)
     source = hparams.get("tokenizer_from")
     if not source:
         logger.info("Tokenizer: trained on %s (tokenizer_from is not set)", train_csv)
@@ -491,11 +496,14 @@ def encoder_frames_per_second(hparams: dict, seconds: float = 20.0) -> float:
     return frames / seconds
 
 
-def report_target_lengths(hparams: dict, tokenizer: ParseTokenizer) -> dict:
+def report_target_lengths(hparams: dict, tokenizer: ParseTokenizer) -> dict | None:
     """Count, per split, the utterances whose target has more tokens than the
     encoder has frames: CTC cannot align them (its loss is zeroed). Logged as a
     warning when any, and written to ``OUTPUT/target_lengths.json``; returns
-    that report. Run on the main process."""
+    that report (None for a config without CTC or without a ``CNN`` front-end,
+    such as Whisper). Run on the main process."""
+    if not hparams.get("ctc_weight") or "CNN" not in hparams["modules"]:
+        return None
     rate = encoder_frames_per_second(hparams)
     report = {"encoder_frames_per_second": round(rate, 3), "splits": {}}
     for key in _SPLIT_KEYS:

@@ -7,6 +7,7 @@ models through the recipe and the CLI: every test there is marked ``slow``
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -83,3 +84,58 @@ def trained(mini_release, tmp_path_factory):
         *TINY,  # an exponent without a dot is a number too
     )
     return out, result
+
+
+def make_tiny_whisper(folder: Path) -> Path:
+    """A tiny randomly initialised Whisper saved like a hub model (config,
+    weights, feature extractor, tokenizer), built offline: the tokenizer is a
+    byte-level BPE over the 256 byte symbols, a few merges and Whisper's
+    special tokens (an English-only layout: prefix <|startoftranscript|><|notimestamps|>)."""
+    import torch
+    import transformers
+    from tokenizers import pre_tokenizers
+
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    merges = [("Ġ", "t"), ("Ġ", "a"), ("e", "r"), ("Ġ", "s"), ("Ġt", "o")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    if int(transformers.__version__.split(".")[0]) >= 5:  # the tokenizers-backed class takes them as data
+        tokenizer = transformers.WhisperTokenizer(vocab=vocab, merges=merges)
+    else:  # the Python class reads files
+        (folder / "vocab.json").write_text(json.dumps(vocab))
+        (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+        tokenizer = transformers.WhisperTokenizer(
+            vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
+        )
+    specials = ["<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>"]
+    specials += ["<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>", "<|0.00|>"]
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    tokenizer.save_pretrained(folder)
+    config = transformers.WhisperConfig(
+        vocab_size=len(tokenizer),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_mel_bins=80,
+        max_source_positions=1500,
+        max_target_positions=448,
+        decoder_start_token_id=tokenizer.convert_tokens_to_ids("<|startoftranscript|>"),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    transformers.WhisperForConditionalGeneration(config).save_pretrained(folder)
+    transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory):
+    """Folder of a tiny randomly initialised Whisper (``--whisper_hub=DIR``); nothing is downloaded."""
+    pytest.importorskip("transformers", reason="the Whisper config needs the ssl extra (transformers)")
+    return make_tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))

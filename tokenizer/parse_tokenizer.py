@@ -186,3 +186,22 @@ def _train_sentencepiece(targets, model, vocab_size, model_type, symbols):
         shuffle_input_sentence=False,
         minloglevel=2,
     )
+
+
+def load_tokenizer(folder):
+    """The trained tokenizer in ``folder``: a ``ParseTokenizer`` (SentencePiece),
+    or a ``WhisperParseTokenizer`` (Whisper's BPE with added labels, written by
+    the Whisper config), whichever ``tokenizer.json`` says."""
+    meta_path = Path(folder) / META_NAME
+    kind = json.loads(meta_path.read_text()).get("kind") if meta_path.is_file() else None
+    if kind == "whisper":
+        from stop_slu.tokenizer.whisper_tokenizer import WhisperParseTokenizer
+
+        return WhisperParseTokenizer(folder)
+    return ParseTokenizer(folder)
+
+
+def has_tokenizer(folder) -> bool:
+    """Whether ``folder`` holds a trained tokenizer of either kind."""
+    folder = Path(folder)
+    return (folder / MODEL_NAME).is_file() or (folder / META_NAME).is_file() and (folder / "whisper").is_dir()

@@ -37,7 +37,7 @@ from stop_slu.data_prep.rows import read_csv
 from stop_slu.frontend import encoder_input
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
 from stop_slu.report import write_report
-from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, VocabSizeError
+from stop_slu.tokenizer.parse_tokenizer import VocabSizeError, load_tokenizer
 from stop_slu.training import (
     NonFiniteLossError,
     OverrideError,
@@ -56,10 +56,13 @@ logger = logging.getLogger(__name__)
 
 
 class SLU(RobustBrain):
-    """Speech -> parse with a conformer encoder, transformer decoder and CTC."""
+    """Speech -> parse with a conformer encoder, transformer decoder and CTC, or
+    with the config's own ``model_forward`` (the Whisper config: stop_slu/whisper.py)."""
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
+        if getattr(self.hparams, "model_forward", None) is not None:  # the model's own (stop_slu/whisper.py)
+            return self.hparams.model_forward(self.modules, self.hparams, batch, stage, self._searcher(stage))
         wavs, wav_lens = batch.sig
         tokens_bos, _ = batch.tokens_bos
         train = stage == sb.Stage.TRAIN
@@ -84,12 +87,15 @@ class SLU(RobustBrain):
         p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(enc_out).float())
         p_seq = self.hparams.log_softmax(self.modules.seq_lin(dec_out).float())
 
-        hyps = None
-        if stage == sb.Stage.VALID and self._search_this_epoch():
-            hyps, _, _, _ = self.hparams.valid_search(enc_out.detach(), wav_lens)
-        elif stage == sb.Stage.TEST:
-            hyps, _, _, _ = self.hparams.test_search(enc_out.detach(), wav_lens)
+        search = self._searcher(stage)
+        hyps = search(enc_out.detach(), wav_lens)[0] if search is not None else None
         return p_ctc, p_seq, wav_lens, hyps
+
+    def _searcher(self, stage):
+        """The searcher that decodes this stage's batches (None: no decoding)."""
+        if stage == sb.Stage.VALID and self._search_this_epoch():
+            return self.hparams.valid_search
+        return self.hparams.test_search if stage == sb.Stage.TEST else None
 
     def _search_this_epoch(self) -> bool:
         """Decode the valid set every ``valid_search_interval`` epochs and on the last."""
@@ -118,9 +124,12 @@ class SLU(RobustBrain):
             )
 
         loss_seq = self.hparams.seq_cost(p_seq, tokens_eos, length=tokens_eos_lens)
-        loss_ctc = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, tokens_lens)
-        weight = self.hparams.ctc_weight
-        loss = weight * loss_ctc + (1 - weight) * loss_seq
+        if p_ctc is None:  # a model without a CTC branch
+            loss = loss_seq
+        else:
+            loss_ctc = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, tokens_lens)
+            weight = self.hparams.ctc_weight
+            loss = weight * loss_ctc + (1 - weight) * loss_seq
 
         if stage != sb.Stage.TRAIN:
             self.acc_metric.append(p_seq, tokens_eos, tokens_eos_lens)
@@ -185,7 +194,7 @@ class SLU(RobustBrain):
         load_averaged_model(vars(self.hparams), max_key=max_key, min_key=min_key, device=self.device)
 
 
-def dataio_prepare(hparams, tokenizer: ParseTokenizer):
+def dataio_prepare(hparams, tokenizer):
     """Datasets reading the CSVs: audio -> ``sig``, parse -> token tensors.
     The CSVs are read with ``read_csv``: fields literal (no ``$variable``
     substitution), targets in canonical form as the tokenizer was trained."""
@@ -206,11 +215,13 @@ def dataio_prepare(hparams, tokenizer: ParseTokenizer):
     def audio_pipeline(wav):
         return torch.from_numpy(load_audio(wav, hparams["sample_rate"]))
 
+    prefix = list(hparams.get("decoder_prefix") or [hparams["bos_index"]])  # Whisper: its task prefix
+
     @sb.utils.data_pipeline.takes("semantics")
     @sb.utils.data_pipeline.provides("tokens_bos", "tokens_eos", "tokens")
     def text_pipeline(semantics):
         ids = tokenizer.encode(semantics)
-        yield torch.LongTensor([hparams["bos_index"]] + ids)
+        yield torch.LongTensor(prefix + ids)
         yield torch.LongTensor(ids + [hparams["eos_index"]])
         yield torch.LongTensor(ids)
 
@@ -264,7 +275,7 @@ def main(argv=None, init_from=None) -> dict:
         run_on_main(copy_tokenizer, kwargs={"model_dir": init_from, "folder": hparams["tokenizer_folder"]})
     else:
         run_on_main(build_tokenizer, kwargs={"hparams": hparams})
-    tokenizer = ParseTokenizer(hparams["tokenizer_folder"])  # every rank loads the trained model
+    tokenizer = load_tokenizer(hparams["tokenizer_folder"])  # every rank loads the trained model
     run_on_main(report_target_lengths, kwargs={"hparams": hparams, "tokenizer": tokenizer})
 
     if hparams["output_neurons"] != tokenizer.vocab_size:
