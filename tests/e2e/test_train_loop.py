@@ -29,7 +29,7 @@ OPTIONS = [
     "--number_of_epochs=2",
     "--log_batch_ids=True",
     "--valid_search_interval=1",
-    "--valid_search_subset=3",
+    "--valid_search_subset=1",
 ]
 
 
@@ -206,9 +206,9 @@ def test_only_the_checkpoints_averaging_needs_and_the_latest_stay_on_disk(tmp_pa
 def test_validation_decodes_the_same_fixed_subset_every_epoch(whole_run):
     log = (whole_run / "log.txt").read_text()
     valid_rows = len((whole_run / "data" / "eval.csv").read_text().splitlines()) - 1
-    assert valid_rows > 3
-    assert f"Validation decodes 3 of the {valid_rows} utterances" in log
+    assert valid_rows > 1
+    assert f"Validation decodes 1 of the {valid_rows} utterances" in log
     decoded = re.findall(r"Validation: decoded (\S+)", log)
-    assert len(decoded) == 2 and decoded[0] == decoded[1] and len(decoded[0].split(",")) == 3
+    assert len(decoded) == 2 and decoded[0] == decoded[1] and len(decoded[0].split(",")) == 1
     epochs = [line for line in (whole_run / "train_log.txt").read_text().splitlines() if line.startswith("epoch")]
     assert len(epochs) == 2 and all("valid EM" in line for line in epochs)
