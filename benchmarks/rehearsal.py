@@ -27,7 +27,8 @@ and what a whole run of each GPU config would cost, evaluation included.
    they changed: every valid utterance greedy-decoded by SpeechBrain's uncached
    searcher, the test's CTC scored on the full vocabulary with the uncached
    beam searcher.
-3. Projection for a full run: epochs x (train + valid) + test, from the per
+3. Projection for a full run at STOP's split sizes (also when the tree is
+   built smaller with ``--scale``): epochs x (train + valid) + test, from the per
    unit times (train: per audio second; valid loss, valid decoding, test: per
    utterance), and the share of evaluation (valid + test) in the whole; disk =
    checkpoint size x (avg_checkpoints + 1) folders, plus one mid-epoch
@@ -57,6 +58,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ("conformer", "branchformer", "branchformer_small")
+STOP_SIZES = {"train": 120_935, "eval": 33_384, "test": 75_636}  # rows, both takes of eval/test
 
 
 def load_prepare_benchmark():
@@ -221,7 +223,8 @@ def rehearse(name, args, prepared, tokenizer, splits, work) -> dict:
         if i:  # the first step is a warm-up
             seconds.append(t)
             audio.append(sum(float(row["duration"]) for row in rows))
-    train_audio = sum(float(row["duration"]) for row in train_rows)
+    # A full run: STOP's split sizes, at the tree's mean durations.
+    train_audio = STOP_SIZES["train"] * sum(float(row["duration"]) for row in train_rows) / len(train_rows)
     result["train_s_per_audio_h"] = round(sum(seconds) / sum(audio) * 3600, 1)
     result["train_batch_audio_s"] = round(sum(audio) / len(audio), 1)
 
@@ -276,7 +279,7 @@ def rehearse(name, args, prepared, tokenizer, splits, work) -> dict:
     epochs = int(h["number_of_epochs"])
     interval = int(h["valid_search_interval"])
     decode_epochs = len({e for e in range(1, epochs + 1) if e % interval == 0 or e == epochs})
-    n_valid, n_test = len(splits["eval"]), len(splits["test"])
+    n_valid, n_test = STOP_SIZES["eval"], STOP_SIZES["test"]
     subset = int(h.get("valid_search_subset") or 0) or n_valid
     subset = min(subset, n_valid)
     hours = lambda s: s / 3600  # noqa: E731
