@@ -54,6 +54,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,12 +187,15 @@ class Rehearsal:
         return hyps
 
 
-def timed(fn, device):
+def timed(fn, device, label=""):
     sync(device)
     started = time.perf_counter()
     fn()
     sync(device)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if label:
+        print(f"  {label}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    return seconds
 
 
 def rehearse(name, args, prepared, tokenizer, splits, work) -> dict:
@@ -219,7 +223,7 @@ def rehearse(name, args, prepared, tokenizer, splits, work) -> dict:
     for i, indices in enumerate(batches):
         rows = [train_rows[j] for j in indices]
         batch = r.batch(rows, tokenizer)
-        t = timed(lambda batch=batch: r.train_step(batch), args.device)
+        t = timed(lambda batch=batch: r.train_step(batch), args.device, f"{name} train step {i}")
         if i:  # the first step is a warm-up
             seconds.append(t)
             audio.append(sum(float(row["duration"]) for row in rows))
@@ -234,26 +238,27 @@ def rehearse(name, args, prepared, tokenizer, splits, work) -> dict:
         start = random.Random(0).randrange(0, max(1, len(rows) - n))
         return rows[start : start + n]  # neighbours in duration, as the sorted loaders batch them
 
-    valid_batch = r.batch(eval_rows("eval", h["valid_dataloader_opts"]["batch_size"]), tokenizer)
-    n_valid_batch = len(valid_batch)
+    valid_batch = r.batch(eval_rows("eval", args.valid_batch or h["valid_dataloader_opts"]["batch_size"]), tokenizer)
+    test_batch = r.batch(eval_rows("test", args.test_batch), tokenizer)
+
+    def per_utt(fn, batch, label):
+        return timed(fn, args.device, f"{name} {label}") / len(batch)
+
     r.modules.eval()
     with torch.no_grad():
         r.forward(valid_batch, train=False)  # warm-up
-        result["valid_loss_s_per_utt"] = timed(lambda: r.forward(valid_batch, train=False), args.device) / n_valid_batch
-    result["valid_decode_s_per_utt"] = (
-        timed(lambda: r.decode(h["valid_search"], valid_batch), args.device) / n_valid_batch
+        result["valid_loss_s_per_utt"] = per_utt(lambda: r.forward(valid_batch, train=False), valid_batch, "valid loss")
+    result["valid_decode_s_per_utt"] = per_utt(
+        lambda: r.decode(h["valid_search"], valid_batch), valid_batch, "valid decode"
     )
-    test_batch = r.batch(eval_rows("test", args.test_batch), tokenizer)
-    result["test_decode_s_per_utt"] = timed(lambda: r.decode(h["test_search"], test_batch), args.device) / len(
-        test_batch
-    )
+    result["test_decode_s_per_utt"] = per_utt(lambda: r.decode(h["test_search"], test_batch), test_batch, "test decode")
     if r.old:
-        result["old_valid_decode_s_per_utt"] = (
-            timed(lambda: r.decode(r.old["valid_search"], valid_batch), args.device) / n_valid_batch
+        result["old_valid_decode_s_per_utt"] = per_utt(
+            lambda: r.decode(r.old["valid_search"], valid_batch), valid_batch, "old valid decode"
         )
-        result["old_test_decode_s_per_utt"] = timed(
-            lambda: r.decode(r.old["test_search"], test_batch), args.device
-        ) / len(test_batch)
+        result["old_test_decode_s_per_utt"] = per_utt(
+            lambda: r.decode(r.old["test_search"], test_batch), test_batch, "old test decode"
+        )
 
     # -- checkpoint save/load, averaging, export size
     folder = work / name / "save"
@@ -265,7 +270,7 @@ def rehearse(name, args, prepared, tokenizer, splits, work) -> dict:
     result["ckpt_gb"] = round(size / 1e9, 2)
     result["ckpt_load_s"] = timed(lambda: checkpointer.recover_if_possible(), args.device)
     copies = [saved[0]] * int(h["avg_checkpoints"])
-    loader = lambda path: torch.load(path, map_location="cpu", weights_only=True)  # noqa: E731
+    loader = partial(torch.load, weights_only=True)  # average_checkpoints passes map_location
     result["average_s"] = timed(
         lambda: h["model"].load_state_dict(
             average_checkpoints(copies, recoverable_name="model", parameter_loader=loader)
@@ -322,6 +327,9 @@ def main(argv=None):
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of STOP's split sizes (default 1)")
     parser.add_argument("--train-steps", type=int, default=2, help="timed training steps per config")
     parser.add_argument("--batch-seconds", type=float, default=60.0, help="audio seconds per training batch")
+    parser.add_argument(
+        "--valid-batch", type=int, default=0, help="utterances in the timed valid batch (0: the config's batch size)"
+    )
     parser.add_argument("--test-batch", type=int, default=8, help="utterances in the timed test batch")
     parser.add_argument("--old", action="store_true", help="also time the evaluation settings before the change")
     parser.add_argument("--device", default="cpu")
