@@ -4,7 +4,8 @@ complete one, loaded without running pickled code, and averaged for testing.
 - ``SafeCheckpointer``: SpeechBrain's Checkpointer, but a checkpoint folder
   counts only once all its files are on disk (its ``CKPT.yaml`` is written
   last, then renamed into place, and lists every file with its size), and
-  every load uses ``torch.load(weights_only=True)``.
+  every load uses ``torch.load(weights_only=True)``; ``save_and_keep_best``
+  keeps only what averaging needs and the latest checkpoint.
 - ``load_averaged_model``: for testing and inference, the best checkpoint's
   state (normaliser statistics included), then the model weights averaged over
   the ``avg_checkpoints`` best checkpoints by validation token accuracy.
