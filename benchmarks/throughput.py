@@ -138,7 +138,7 @@ def run_recipe(data: Path, overrides: list[str], warmup: int, steps: int, ids_fi
             self.bench_ends.append(clock())
 
     with tempfile.TemporaryDirectory() as output:
-        hparams, run_opts, tokenizer, (train_data, _, _, loader_kwargs) = load_recipe(data, Path(output), overrides)
+        hparams, run_opts, tokenizer, (train_data, _, _, loader_kwargs, _) = load_recipe(data, Path(output), overrides)
         brain = TimedSLU(
             modules=hparams["modules"],
             opt_class=hparams["Adam"],
@@ -239,7 +239,7 @@ def run_decoding(data: Path, model: Path, overrides: list[str]) -> dict:
             self.seconds += time.perf_counter() - started
             return out
 
-    hparams, run_opts, tokenizer, (_, _, test_data, _) = load_recipe(data, model, overrides, share_prepared=False)
+    hparams, run_opts, tokenizer, (_, _, test_data, _, _) = load_recipe(data, model, overrides, share_prepared=False)
     brain = train.SLU(
         modules=hparams["modules"],
         opt_class=hparams["Adam"],

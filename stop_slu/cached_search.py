@@ -10,9 +10,12 @@ of the positions already decoded, and the encoder states' keys and values
 (computed once per search). Each step embeds the newest token only and runs
 each layer on that one position.
 
-It handles SpeechBrain's ``TransformerASR`` with ``attention_type: regularMHA``
+``CachedTransformerGreedySearcher`` does the same for greedy search (the
+recipe's validation decoding).
+
+Both handle SpeechBrain's ``TransformerASR`` with ``attention_type: regularMHA``
 and ``positional_encoding: fixed_abs_sine`` (the mini configs); with anything
-else it steps exactly as ``S2STransformerBeamSearcher`` does.
+else they step exactly as SpeechBrain's searchers do.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import math
 
 import torch
 from speechbrain.dataio.dataio import length_to_mask
-from speechbrain.decoders.seq2seq import S2STransformerBeamSearcher
+from speechbrain.decoders.seq2seq import S2STransformerBeamSearcher, S2STransformerGreedySearcher
 from speechbrain.decoders.utils import _update_mem
 
 
@@ -56,28 +59,76 @@ class _Attention:
         return self.module.out_proj(out), weights.mean(dim=1)
 
 
+def _cacheable(model) -> bool:
+    """A ``TransformerASR`` whose decoder the cached step reproduces exactly."""
+    if not (
+        getattr(model, "attention_type", None) == "regularMHA"
+        and getattr(model, "positional_encoding_type", None) == "fixed_abs_sine"
+    ):
+        return False
+    return all(
+        isinstance(getattr(layer, name, None), torch.nn.Module)
+        and isinstance(getattr(getattr(layer, name), "att", None), torch.nn.MultiheadAttention)
+        and getattr(layer, name).att._qkv_same_embed_dim
+        and getattr(layer, name).att.bias_k is None
+        and not getattr(layer, name).att.add_zero_attn
+        for layer in model.decoder.layers
+        for name in ("self_attn", "multihead_attn")
+    )
+
+
+def _cached_decoder_step(model, inp_tokens, memory, enc_states, enc_lens):
+    """One decoder step on the newest token only.
+
+    ``memory``: None at the first step, then what the last call returned:
+    (tokens so far (batch, steps), per layer the self-attention keys and values,
+    per layer the encoder states' keys, values and padding mask). Returns the
+    decoder output of the newest position (batch, 1, d_model), the new memory and
+    the last layer's head-averaged encoder attention (batch, 1, frames)."""
+    layers = model.decoder.layers
+    if memory is None:  # first step: the encoder states' keys and values, once
+        padding = (1 - length_to_mask(enc_lens, max_len=enc_states.shape[1])).bool()
+        encoder_cache = []
+        for layer in layers:
+            attention = _Attention(layer.multihead_attn.att)
+            encoder_cache.append((attention.project(enc_states, 1), attention.project(enc_states, 2), padding))
+        memory = (None, [None] * len(layers), encoder_cache)
+    tokens, self_cache, encoder_cache = memory
+    tokens = _update_mem(inp_tokens, tokens)
+    position = tokens.shape[1]
+
+    x = model.custom_tgt_module(tokens[:, -1:])
+    x = x + model.positional_encoding(tokens.unsqueeze(-1))[:, position - 1 : position]
+    new_cache = []
+    for layer, cache, (enc_keys, enc_values, padding) in zip(layers, self_cache, encoder_cache):
+        before = layer.normalize_before
+        self_attention = _Attention(layer.self_attn.att)
+        h = layer.norm1(x) if before else x
+        keys, values = self_attention.project(h, 1), self_attention.project(h, 2)
+        if cache is not None:
+            keys, values = torch.cat([cache[0], keys], dim=2), torch.cat([cache[1], values], dim=2)
+        new_cache.append((keys, values))
+        x = x + self_attention.attend(h, keys, values)[0]
+        if not before:
+            x = layer.norm1(x)
+        h = layer.norm2(x) if before else x
+        out, attn = _Attention(layer.multihead_attn.att).attend(h, enc_keys, enc_values, padding)
+        x = x + out
+        if not before:
+            x = layer.norm2(x)
+        x = x + layer.pos_ffn(layer.norm3(x) if before else x)
+        if not before:
+            x = layer.norm3(x)
+    return model.decoder.norm(x), (tokens, new_cache, encoder_cache), attn
+
+
 class CachedTransformerBeamSearcher(S2STransformerBeamSearcher):
     """``S2STransformerBeamSearcher`` with an incremental decoder (same
     arguments; see the module docstring)."""
 
     def __init__(self, modules, temperature=1.0, **kwargs):
         super().__init__(modules, temperature=temperature, **kwargs)
-        model = self.model
-        self.cached = (
-            getattr(model, "attention_type", None) == "regularMHA"
-            and getattr(model, "positional_encoding_type", None) == "fixed_abs_sine"
-        )
-        if self.cached:
-            layers = model.decoder.layers
-            self.cached = all(
-                isinstance(getattr(layer, name, None), torch.nn.Module)
-                and isinstance(getattr(getattr(layer, name), "att", None), torch.nn.MultiheadAttention)
-                and getattr(layer, name).att._qkv_same_embed_dim
-                and getattr(layer, name).att.bias_k is None
-                and not getattr(layer, name).att.add_zero_attn
-                for layer in layers
-                for name in ("self_attn", "multihead_attn")
-            )
+        self.cached = _cacheable(self.model)
 
     def permute_mem(self, memory, index):
         if not self.cached:
@@ -91,41 +142,22 @@ class CachedTransformerBeamSearcher(S2STransformerBeamSearcher):
     def forward_step(self, inp_tokens, memory, enc_states, enc_lens):
         if not self.cached:
             return super().forward_step(inp_tokens, memory, enc_states, enc_lens)
-        model = self.model
-        layers = model.decoder.layers
-        if memory is None:  # first step: the encoder states' keys and values, once
-            padding = (1 - length_to_mask(enc_lens, max_len=enc_states.shape[1])).bool()
-            encoder_cache = []
-            for layer in layers:
-                attention = _Attention(layer.multihead_attn.att)
-                encoder_cache.append((attention.project(enc_states, 1), attention.project(enc_states, 2), padding))
-            memory = (None, [None] * len(layers), encoder_cache)
-        tokens, self_cache, encoder_cache = memory
-        tokens = _update_mem(inp_tokens, tokens)
-        position = tokens.shape[1]
-
-        x = model.custom_tgt_module(tokens[:, -1:])
-        x = x + model.positional_encoding(tokens.unsqueeze(-1))[:, position - 1 : position]
-        new_cache = []
-        for layer, cache, (enc_keys, enc_values, padding) in zip(layers, self_cache, encoder_cache):
-            before = layer.normalize_before
-            self_attention = _Attention(layer.self_attn.att)
-            h = layer.norm1(x) if before else x
-            keys, values = self_attention.project(h, 1), self_attention.project(h, 2)
-            if cache is not None:
-                keys, values = torch.cat([cache[0], keys], dim=2), torch.cat([cache[1], values], dim=2)
-            new_cache.append((keys, values))
-            x = x + self_attention.attend(h, keys, values)[0]
-            if not before:
-                x = layer.norm1(x)
-            h = layer.norm2(x) if before else x
-            out, attn = _Attention(layer.multihead_attn.att).attend(h, enc_keys, enc_values, padding)
-            x = x + out
-            if not before:
-                x = layer.norm2(x)
-            x = x + layer.pos_ffn(layer.norm3(x) if before else x)
-            if not before:
-                x = layer.norm3(x)
-        x = model.decoder.norm(x)
+        x, memory, attn = _cached_decoder_step(self.model, inp_tokens, memory, enc_states, enc_lens)
         log_probs = self.softmax(self.fc(x) / self.temperature)
-        return log_probs[:, -1, :], (tokens, new_cache, encoder_cache), attn
+        return log_probs[:, -1, :], memory, attn
+
+
+class CachedTransformerGreedySearcher(S2STransformerGreedySearcher):
+    """``S2STransformerGreedySearcher`` with the same incremental decoder (same
+    arguments and outputs; falls back to SpeechBrain's steps as the beam
+    searcher does). The recipe's validation decoding."""
+
+    def __init__(self, modules, temperature=0.0, **kwargs):
+        super().__init__(modules, temperature=temperature, **kwargs)
+        self.cached = _cacheable(self.model)
+
+    def forward_step(self, inp_tokens, memory, enc_states, enc_lens, attention_mask=None):
+        if not self.cached:
+            return super().forward_step(inp_tokens, memory, enc_states, enc_lens, attention_mask)
+        x, memory, attn = _cached_decoder_step(self.model, inp_tokens, memory, enc_states, enc_lens)
+        return self.fc(x)[:, -1, :], memory, attn

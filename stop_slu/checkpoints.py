@@ -4,13 +4,15 @@ complete one, loaded without running pickled code, and averaged for testing.
 - ``SafeCheckpointer``: SpeechBrain's Checkpointer, but a checkpoint folder
   counts only once all its files are on disk (its ``CKPT.yaml`` is written
   last, then renamed into place, and lists every file with its size), and
-  every load uses ``torch.load(weights_only=True)``.
+  every load uses ``torch.load(weights_only=True)``; ``save_and_keep_best``
+  keeps only what averaging needs and the latest checkpoint.
 - ``load_averaged_model``: for testing and inference, the best checkpoint's
   state (normaliser statistics included), then the model weights averaged over
   the ``avg_checkpoints`` best checkpoints by validation token accuracy.
 - ``load_source_weights``: a trained model folder's averaged weights, as the
   starting point of fine-tuning.
-- ``state_digest``: a fingerprint of a model's weights (DDP ranks compare it).
+- ``state_digest`` / ``statistics_digest``: fingerprints of a model's weights and
+  of its feature normaliser's statistics (DDP ranks compare them).
 """
 
 from __future__ import annotations
@@ -126,6 +128,26 @@ class SafeCheckpointer(Checkpointer):
                 logger.warning("Removing the incomplete checkpoint %s (its process stopped while writing it)", path)
                 shutil.rmtree(path, ignore_errors=True)
 
+    def save_and_keep_best(self, meta: dict, max_key: str, num_best: int):
+        """Save an end-of-epoch checkpoint, then delete every checkpoint but the
+        ``num_best`` with the highest ``meta[max_key]`` (those averaged before
+        testing: pass ``avg_checkpoints``) and the newest (the one a killed run
+        resumes from). Mid-epoch checkpoints go too: the new one supersedes them.
+        At most ``num_best + 1`` folders stay (SpeechBrain's ``save_and_keep_only``
+        keeps the best N *and* the N most recent). Call it on every process (DDP)."""
+        if int(num_best) < 1:
+            raise ValueError(f"num_best must be at least 1, not {num_best}")
+        self.save_checkpoint(meta=meta)
+        newest = self.find_checkpoints(max_num_checkpoints=1)
+        best = self.find_checkpoints(max_key=max_key, max_num_checkpoints=int(num_best))
+        keep = {c.path for c in [*newest, *best]}
+        ddp_barrier()
+        if if_main_process():
+            for checkpoint in self.list_checkpoints():
+                if checkpoint.path not in keep:
+                    Checkpointer._delete_checkpoint(checkpoint, verbosity=logging.DEBUG)
+        ddp_barrier()
+
     def _call_load_hooks(self, checkpoint):
         with weights_only_loading(checkpoint.path):
             super()._call_load_hooks(checkpoint)
@@ -138,6 +160,13 @@ def state_digest(state_dict) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def statistics_digest(normalizer) -> str:
+    """SHA-256 of a SpeechBrain ``InputNormalization``'s global statistics
+    (count, mean, std), or of the dict its checkpoint file holds."""
+    stats = normalizer if isinstance(normalizer, dict) else normalizer._statistics_dict()
+    return state_digest({name: torch.as_tensor(stats[name]) for name in ("count", "glob_mean", "glob_std")})
 
 
 def load_averaged_model(hparams: dict, max_key: str | None = "ACC", min_key: str | None = None, device="cpu"):

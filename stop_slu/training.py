@@ -3,7 +3,7 @@
 - ``RobustBrain``: a ``Brain`` that skips optimiser steps whose loss is not
   finite (agreed across DDP ranks) and stops after ``nonfinite_patience`` in a
   row, ends training at ``max_train_minutes``, checks after every epoch that
-  the DDP ranks hold identical weights, and logs to TensorBoard as well as to
+  the DDP ranks hold identical weights and feature statistics, and logs to TensorBoard as well as to
   ``train_log.txt`` when ``use_tensorboard`` is on.
 - ``parse_recipe_arguments``: SpeechBrain's command line with numbers read as
   numbers (``--lr_adam=1e-3``) and every override, nested or not, checked
@@ -36,7 +36,7 @@ import yaml
 from speechbrain.utils.distributed import if_main_process
 
 from stop_slu import parses
-from stop_slu.checkpoints import state_digest
+from stop_slu.checkpoints import state_digest, statistics_digest
 from stop_slu.data_prep.download import STOP_URL, ensure_release
 from stop_slu.data_prep.prepare import REPORT_NAME, prepare, summary_line
 from stop_slu.data_prep.rows import PrepareError, read_csv
@@ -55,6 +55,16 @@ class NonFiniteLossError(ValueError):
 def distributed() -> bool:
     """True inside an initialised torch.distributed process group (DDP)."""
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def all_ranks_agree(flag: bool, device="cpu") -> bool:
+    """True when ``flag`` is true on every DDP rank (``flag`` itself in one
+    process). ``device``: where the backend reduces (CUDA for NCCL)."""
+    if not distributed():
+        return flag
+    value = torch.tensor(float(flag), device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
+    return bool(value)
 
 
 class RobustBrain(sb.core.Brain):
@@ -90,55 +100,79 @@ class RobustBrain(sb.core.Brain):
 
     def on_fit_batch_start(self, batch, should_step):
         if getattr(self.hparams, "log_batch_ids", False):
-            logger.info("train batch: epoch %s step %d ids %s", self._epoch, self.step, ",".join(batch.id))
+            lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else None
+            logger.info("train batch: epoch %s step %d lr %r ids %s", self._epoch, self.step, lr, ",".join(batch.id))
 
     def on_fit_start(self):
         super().on_fit_start()
         self._train_started = time.time()
         self._time_is_up = False
-        self._nonfinite_loss = False  # in the batches of the current optimiser step
+        self._skip_reason = None  # "loss" or "gradients": the current optimiser step is skipped
+        self._scaler_skipped = False  # the gradient scaler (fp16) skipped the last step
         self.nonfinite_in_a_row = 0
         self.skipped_steps = 0
+        self.scaler_skipped_steps = 0
 
     def check_loss_isfinite(self, loss):
         """Brain calls this before backward(). A non-finite loss on any rank
         marks the optimiser step to be skipped (all ranks agree, so DDP stays in step)."""
-        finite = torch.isfinite(loss.detach()).float()
-        if distributed():
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if not bool(finite):
-            self._nonfinite_loss = True
+        if not all_ranks_agree(bool(torch.isfinite(loss.detach())), loss.device):
+            self._skip_reason = self._skip_reason or "loss"
+
+    def _gradients_are_finite(self) -> bool:
+        """Every gradient finite, on every rank."""
+        grads = [p.grad for p in self.modules.parameters() if p.grad is not None]
+        finite = bool(torch.stack([g.isfinite().all() for g in grads]).all()) if grads else True
+        return all_ranks_agree(finite, self.device)
 
     def optimizers_step(self):
-        if self._nonfinite_loss:  # NaN/inf gradients: drop them, leave the weights as they are
+        # Without a gradient scaler (fp32, bf16) nothing else stops a finite loss
+        # with NaN/inf gradients from reaching the weights; with one (fp16), the
+        # scaler skips such a step itself and lowers its scale.
+        if self._skip_reason is None and not self.scaler.is_enabled() and not self._gradients_are_finite():
+            self._skip_reason = "gradients"
+        if self._skip_reason is not None:  # drop the gradients, leave the weights as they are
             self.zero_grad(set_to_none=True)
             return
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         super().optimizers_step()
+        # GradScaler.update() lowers the scale exactly when it skipped the step.
+        self._scaler_skipped = scale is not None and self.scaler.get_scale() < scale
 
     def _count_nonfinite_step(self, batch, loss):
         """Count a skipped step; stop the run after ``nonfinite_patience`` in a row."""
-        self._nonfinite_loss = False
+        reason, self._skip_reason = self._skip_reason, None
         self.skipped_steps += 1
         self.nonfinite_in_a_row += 1
         loss = float(loss.detach())
-        where = ", ".join(batch.id) if not math.isfinite(loss) else "another process's batch"
+        if reason == "gradients":
+            what, where = f"Non-finite gradients (loss {loss})", ", ".join(batch.id)
+        else:
+            what = f"Non-finite loss ({loss})"
+            where = ", ".join(batch.id) if not math.isfinite(loss) else "another process's batch"
         logger.warning(
-            "Non-finite loss (%s) on %s: optimiser step skipped (%d in a row, nonfinite_patience=%d)",
-            loss,
+            "%s on %s: optimiser step skipped (%d in a row, nonfinite_patience=%d)",
+            what,
             where,
             self.nonfinite_in_a_row,
             self.nonfinite_patience,
         )
         if self.nonfinite_in_a_row > self.nonfinite_patience:
             raise NonFiniteLossError(
-                f"{self.hparams.output_folder}: training stopped: the loss was not finite for "
+                f"{self.hparams.output_folder}: training stopped: the loss or its gradients were not finite for "
                 f"{self.nonfinite_in_a_row} optimiser steps in a row (utterances in log.txt); "
                 "lower lr_adam, check those files, or raise --nonfinite_patience"
             )
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        if should_step and self._nonfinite_loss:
+        if should_step and self._skip_reason is not None:
             self._count_nonfinite_step(batch, loss)
+        elif should_step and self._scaler_skipped:
+            # fp16: the scaler found inf/NaN gradients and skipped the step (it does
+            # so while it calibrates its scale): no update, so no schedule step and
+            # no reset of the non-finite count.
+            self._scaler_skipped = False
+            self.scaler_skipped_steps += 1
         elif should_step:
             self.nonfinite_in_a_row = 0
             self.on_optimizer_step()
@@ -170,6 +204,10 @@ class RobustBrain(sb.core.Brain):
         if stage == sb.Stage.TRAIN:
             self._epoch = epoch
             self.skipped_steps = 0
+            self.scaler_skipped_steps = 0
+            # A skip marked by the last batches of the previous epoch, which never
+            # reached an optimiser step (gradient accumulation), ended with it.
+            self._skip_reason = None
 
     def on_stage_end(self, stage, stage_loss, epoch):
         if stage == sb.Stage.TRAIN and distributed():
@@ -187,12 +225,20 @@ class RobustBrain(sb.core.Brain):
             self._tensorboard.log_stats(**stats)
 
     def check_ranks_in_sync(self, epoch):
-        """DDP: every process must hold the same weights; log their digests, stop if not."""
-        digests = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(digests, state_digest(self.hparams.model.state_dict()))
-        logger.info("epoch %s: model sha256 by rank: %s", epoch, " ".join(digests))
-        if len(set(digests)) > 1:
-            raise RuntimeError(f"epoch {epoch}: the processes' weights differ (sha256 by rank: {digests})")
+        """DDP: every process must hold the same weights and the same feature
+        normalisation statistics (SpeechBrain's ``InputNormalization`` all-reduces
+        each batch's statistics); log their digests, stop if they differ."""
+        checks = [("model", "weights", state_digest(self.hparams.model.state_dict()))]
+        normalizer = getattr(self.modules, "normalize", None)
+        normalizer = getattr(normalizer, "module", normalizer)  # unwrap DDP, should it wrap
+        if getattr(normalizer, "norm_type", None) == "global" and normalizer.count:
+            checks.append(("normaliser", "feature statistics", statistics_digest(normalizer)))
+        for name, what, digest in checks:
+            digests = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(digests, digest)
+            logger.info("epoch %s: %s sha256 by rank: %s", epoch, name, " ".join(digests))
+            if len(set(digests)) > 1:
+                raise RuntimeError(f"epoch {epoch}: the processes' {what} differ (sha256 by rank: {digests})")
 
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import shutil
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ import speechbrain as sb
 import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.dataset import FilteredSortedDynamicItemDataset
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from stop_slu import metrics, parses
@@ -45,6 +47,7 @@ from stop_slu.training import (
     RunOptionError,
     build_tokenizer,
     copy_tokenizer,
+    distributed,
     fit_run_options,
     parse_recipe_arguments,
     prepare_data,
@@ -59,10 +62,13 @@ class SLU(RobustBrain):
     """Speech -> parse with a conformer encoder, transformer decoder and CTC, or
     with the config's own ``model_forward`` (the Whisper config: stop_slu/whisper.py)."""
 
+    valid_search_ids = None  # the utterances decoded at validation (None: all)
+    test_ids = None  # the whole test set's IDs in order (DDP: every process decodes a share)
+
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
         if getattr(self.hparams, "model_forward", None) is not None:  # the model's own (stop_slu/whisper.py)
-            return self.hparams.model_forward(self.modules, self.hparams, batch, stage, self._searcher(stage))
+            return self.hparams.model_forward(self.modules, self.hparams, batch, stage, self._searcher(stage, batch.id))
         wavs, wav_lens = batch.sig
         tokens_bos, _ = batch.tokens_bos
         train = stage == sb.Stage.TRAIN
@@ -87,15 +93,34 @@ class SLU(RobustBrain):
         p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(enc_out).float())
         p_seq = self.hparams.log_softmax(self.modules.seq_lin(dec_out).float())
 
-        search = self._searcher(stage)
-        hyps = search(enc_out.detach(), wav_lens)[0] if search is not None else None
-        return p_ctc, p_seq, wav_lens, hyps
+        search = self._searcher(stage, batch.id)
+        hyps = search(enc_out, wav_lens)[0] if search is not None else None
+        return p_ctc, p_seq, wav_lens, hyps  # hyps: one per utterance, its token ids (None: not decoded)
 
-    def _searcher(self, stage):
-        """The searcher that decodes this stage's batches (None: no decoding)."""
+    def _searcher(self, stage, ids):
+        """How this stage decodes the batch of utterance ``ids``, as a searcher
+        ``(enc_out, wav_lens) -> (hyps, ...)``, or None when it does not decode:
+        the test decodes every utterance, validation (every
+        ``valid_search_interval`` epochs) only those of ``valid_search_ids``."""
         if stage == sb.Stage.VALID and self._search_this_epoch():
-            return self.hparams.valid_search
-        return self.hparams.test_search if stage == sb.Stage.TEST else None
+            search, only = self.hparams.valid_search, self.valid_search_ids
+        elif stage == sb.Stage.TEST:
+            search, only = self.hparams.test_search, None
+        else:
+            return None
+        return lambda enc_out, wav_lens: (self._decode(search, enc_out, wav_lens, ids, only), None, None, None)
+
+    @staticmethod
+    def _decode(search, enc_out, wav_lens, ids, only):
+        """Search the utterances of the batch that are in ``only`` (None: all)."""
+        rows = [i for i, uid in enumerate(ids) if only is None or uid in only]
+        hyps = [None] * len(ids)
+        if rows:
+            index = torch.tensor(rows, device=enc_out.device)
+            found, _, _, _ = search(enc_out.detach().index_select(0, index), wav_lens.index_select(0, index))
+            for row, hyp in zip(rows, found):
+                hyps[row] = hyp
+        return hyps
 
     def _search_this_epoch(self) -> bool:
         """Decode the valid set every ``valid_search_interval`` epochs and on the last."""
@@ -136,12 +161,21 @@ class SLU(RobustBrain):
             if hyps is not None:
                 decouple = self.hparams.decouple_output
                 for uid, hyp, ref, domain in zip(batch.id, hyps, batch.semantics, batch.domain):
+                    if hyp is None:  # not in the decoded subset
+                        continue
                     hyp = output_parse(self.tokenizer, hyp, decouple)
                     self.decoded.append((uid, hyp, parses.decouple(ref) if decouple else ref, domain))
         return loss
 
     def on_optimizer_step(self):
-        self.hparams.noam_annealing(self.optimizer)
+        self.hparams.noam_annealing(self.optimizer)  # sets the learning rate of the next step
+
+    def on_fit_start(self):
+        super().on_fit_start()  # a resumed run recovers the schedule and the optimiser's rate
+        if self.hparams.noam_annealing.n_steps == 0:
+            # A fresh run: the optimiser starts at lr_adam, the peak; the first
+            # step must use the schedule's first warm-up rate.
+            self.hparams.noam_annealing(self.optimizer)
 
     # -- stages -------------------------------------------------------------
     def on_stage_start(self, stage, epoch):
@@ -154,10 +188,14 @@ class SLU(RobustBrain):
         stats = {"loss": stage_loss}
         if stage == sb.Stage.TRAIN:
             if self.skipped_steps:
-                stats["skipped_steps"] = self.skipped_steps  # non-finite losses this epoch
+                stats["skipped_steps"] = self.skipped_steps  # non-finite losses or gradients this epoch
+            if self.scaler_skipped_steps:
+                stats["scaler_skipped_steps"] = self.scaler_skipped_steps  # fp16: skipped by the gradient scaler
             self.train_stats = stats
             super().on_stage_end(stage, stage_loss, epoch)  # DDP: ranks in sync?
             return
+        if stage == sb.Stage.TEST and distributed():  # each process decoded its share of the test set
+            stage_loss, self.decoded = self._gather_test_results(stage_loss)
         stats["ACC"] = self.acc_metric.summarize()
         if self.decoded:
             refs = {uid: ref for uid, _, ref, _ in self.decoded}
@@ -166,16 +204,19 @@ class SLU(RobustBrain):
             stats.update(EM=scores["em"], EM_tree=scores["em_tree"], valid=scores["valid"])
 
         if stage == sb.Stage.VALID:
+            if self.decoded:
+                logger.info("Validation: decoded %s", ",".join(sorted(uid for uid, _, _, _ in self.decoded)))
             lr = self.hparams.noam_annealing.current_lr
             self.log_stats(
                 stats_meta={"epoch": epoch, "lr": lr, "steps": self.optimizer_step, "minutes": self.train_minutes},
                 train_stats=getattr(self, "train_stats", None),
                 valid_stats=stats,
             )
-            self.checkpointer.save_and_keep_only(
+            # On disk: the avg_checkpoints best (averaged for testing) and the latest (resuming).
+            self.checkpointer.save_and_keep_best(
                 meta={"ACC": stats["ACC"], "epoch": epoch, **({"EM": stats["EM"]} if "EM" in stats else {})},
-                max_keys=["ACC"],
-                num_to_keep=self.hparams.keep_checkpoints,
+                max_key="ACC",
+                num_best=self.hparams.avg_checkpoints,
             )
         elif stage == sb.Stage.TEST:
             self.log_stats(
@@ -188,6 +229,22 @@ class SLU(RobustBrain):
                 (out / "metrics_test.json").write_text(json.dumps(scores, indent=2) + "\n")
                 logger.info("Test report: %s", write_report(out))
             self.test_scores = scores
+
+    def _gather_test_results(self, stage_loss):
+        """DDP: every process's decoded utterances, token accuracy counts and
+        loss, combined (the loss weighted by utterances). Returns the loss over
+        all processes and the decoded utterances of all, in test-set order."""
+        mine = (self.decoded, self.acc_metric.correct, self.acc_metric.total, float(stage_loss))
+        everyone = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(everyone, mine)
+        logger.info("Test: utterances decoded by rank: %s", " ".join(str(len(d)) for d, _, _, _ in everyone))
+        self.acc_metric.correct = sum(c for _, c, _, _ in everyone)
+        self.acc_metric.total = sum(t for _, _, t, _ in everyone)
+        count = sum(len(d) for d, _, _, _ in everyone)
+        loss = sum(len(d) * loss for d, _, _, loss in everyone) / max(count, 1)
+        order = {uid: i for i, uid in enumerate(self.test_ids)}
+        decoded = sorted((row for d, _, _, _ in everyone for row in d), key=lambda row: order[row[0]])
+        return loss, decoded
 
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Load the average of the best checkpoints (by valid token accuracy)."""
@@ -204,7 +261,9 @@ def dataio_prepare(hparams, tokenizer):
         return sb.dataio.dataset.DynamicItemDataset(read_csv(folder / f"{split}.csv"))
 
     train_data = load(hparams["train_split"])
-    valid_data = load(hparams["valid_split"]).filtered_sorted(sort_key="duration")
+    valid_data, valid_search_ids = searched_first(
+        load(hparams["valid_split"]), hparams.get("valid_search_subset", 0), hparams
+    )
     test_data = load(hparams["test_split"]).filtered_sorted(sort_key="duration")
     if hparams["sorting"] == "ascending":
         train_data = train_data.filtered_sorted(sort_key="duration")
@@ -240,7 +299,31 @@ def dataio_prepare(hparams, tokenizer):
             **hparams["dynamic_batch_sampler_train"],
         )
         train_loader_kwargs = {"batch_sampler": sampler, "num_workers": hparams["num_workers"]}
-    return train_data, valid_data, test_data, train_loader_kwargs
+    return train_data, valid_data, test_data, train_loader_kwargs, valid_search_ids
+
+
+def searched_first(dataset, size, hparams):
+    """The valid set with its decoded subset first (so decoding runs on full
+    batches), each part sorted by duration, and the subset's IDs (None: all).
+    ``size``: utterances decoded (0 or null: all), a fixed sample drawn with
+    the config's seed, the same every epoch and on a resumed run."""
+    ids = sorted(dataset.data_ids)
+    if not size or int(size) >= len(ids):
+        return dataset.filtered_sorted(sort_key="duration"), None
+    chosen = set(random.Random(hparams["seed"]).sample(ids, int(size)))
+    logger.info("Validation decodes %d of the %d utterances of %s", len(chosen), len(ids), hparams["valid_split"])
+    by_duration = sorted(ids, key=lambda uid: (dataset.data[uid]["duration"], uid))
+    order = [uid for uid in by_duration if uid in chosen] + [uid for uid in by_duration if uid not in chosen]
+    return FilteredSortedDynamicItemDataset(dataset, order), chosen
+
+
+def test_shard(dataset):
+    """DDP: this process's share of the (duration-sorted) test set, every
+    world_size-th utterance; the whole set in one process."""
+    if not distributed():
+        return dataset
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return FilteredSortedDynamicItemDataset(dataset, dataset.data_ids[rank::world])
 
 
 def _save_recipe(hparams_file: str, overrides: dict, output_folder: Path):
@@ -288,7 +371,7 @@ def main(argv=None, init_from=None) -> dict:
             hparams_file, {**overrides, "output_neurons": tokenizer.vocab_size}, Path(hparams["output_folder"])
         )
 
-    train_data, valid_data, test_data, train_loader_kwargs = dataio_prepare(hparams, tokenizer)
+    train_data, valid_data, test_data, train_loader_kwargs, valid_search_ids = dataio_prepare(hparams, tokenizer)
     transfer_pretrained(hparams)  # configs with an asr_pretrainer start from a pretrained ASR model
     brain = SLU(
         modules=hparams["modules"],
@@ -298,6 +381,8 @@ def main(argv=None, init_from=None) -> dict:
         checkpointer=hparams["checkpointer"],
     )
     brain.tokenizer = tokenizer
+    brain.valid_search_ids = valid_search_ids
+    brain.test_ids = list(test_data.data_ids)
     if init_from:  # fine-tuning: start from the source model's averaged weights
         load_source_weights(init_from, hparams, brain.device)
     brain.fit(
@@ -307,7 +392,7 @@ def main(argv=None, init_from=None) -> dict:
         train_loader_kwargs=train_loader_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
-    brain.evaluate(test_data, max_key="ACC", test_loader_kwargs=hparams["test_dataloader_opts"])
+    brain.evaluate(test_shard(test_data), max_key="ACC", test_loader_kwargs=hparams["test_dataloader_opts"])
     return brain.test_scores
 
 

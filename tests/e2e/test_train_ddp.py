@@ -17,7 +17,7 @@ import torch
 from conftest import REPO, run_cli
 from test_robustness import FAST, SOME_DOMAINS, watched
 
-from stop_slu.checkpoints import state_digest
+from stop_slu.checkpoints import state_digest, statistics_digest
 
 
 def test_two_processes_stay_bit_identical_and_prepare_once(mini_release, tmp_path):
@@ -52,6 +52,11 @@ def test_two_processes_stay_bit_identical_and_prepare_once(mini_release, tmp_pat
     by_rank = line.split()
     (model,) = out.glob("save/CKPT+*/model.ckpt")
     assert by_rank == [state_digest(torch.load(model, weights_only=True))] * 2
+    # The same for the global feature statistics, which each process updates
+    # from its own batches: every rank holds those of all ranks' batches.
+    (line,) = re.findall(r"epoch 1: normaliser sha256 by rank: (.*)", (out / "log.txt").read_text())
+    (normalizer,) = out.glob("save/CKPT+*/normalizer.ckpt")
+    assert line.split() == [statistics_digest(torch.load(normalizer, weights_only=True))] * 2
 
     # Every file under the output folder was written by rank 0 alone: preparation
     # and tokenizer training ran once (each output renamed into place once).
@@ -67,6 +72,12 @@ def test_two_processes_stay_bit_identical_and_prepare_once(mini_release, tmp_pat
     ):
         assert renamed[str(out / name)] == 1, name
     assert json.loads((out / "metrics_test.json").read_text())["n"] == 16
+    # The test set was split between the processes and gathered.
+    (line,) = re.findall(r"Test: utterances decoded by rank: (.*)", (out / "log.txt").read_text())
+    shares = [int(n) for n in line.split()]
+    assert len(shares) == 2 and sum(shares) == 16 and min(shares) > 0
+    with open(out / "predictions_test.tsv", encoding="utf-8") as f:
+        assert len({row.split("\t")[0] for row in f.read().splitlines()[1:]}) == 16
 
 
 def test_bf16_training_keeps_the_ctc_loss_finite(mini_release, tmp_path):

@@ -1,12 +1,12 @@
-"""The cached beam search scores and finds exactly what SpeechBrain's does."""
+"""The cached beam and greedy searches score and find exactly what SpeechBrain's do."""
 
 import torch
 from conftest import REPO
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.decoders.scorer import CTCScorer, ScorerBuilder
-from speechbrain.decoders.seq2seq import S2STransformerBeamSearcher
+from speechbrain.decoders.seq2seq import S2STransformerBeamSearcher, S2STransformerGreedySearcher
 
-from stop_slu.cached_search import CachedTransformerBeamSearcher
+from stop_slu.cached_search import CachedTransformerBeamSearcher, CachedTransformerGreedySearcher
 
 VOCAB = 60
 
@@ -102,3 +102,53 @@ def test_other_attention_falls_back_to_speechbrain_steps(tmp_path):
     enc, lens = encoder_states(hparams)
     with torch.no_grad():
         assert reference(enc, lens)[0] == cached(enc, lens)[0]
+
+
+def greedy_searchers(hparams):
+    """(SpeechBrain's greedy searcher, the cached one), as the recipe's valid_search."""
+    options = dict(
+        modules=[hparams["Transformer"], hparams["seq_lin"]],
+        bos_index=hparams["bos_index"],
+        eos_index=hparams["eos_index"],
+        min_decode_ratio=0.0,
+        max_decode_ratio=1.0,
+    )
+    return S2STransformerGreedySearcher(**options), CachedTransformerGreedySearcher(**options)
+
+
+def test_cached_greedy_search_finds_what_speechbrains_finds(tmp_path):
+    hparams = mini_model(tmp_path)
+    reference, cached = greedy_searchers(hparams)
+    assert cached.cached
+    enc, lens = encoder_states(hparams)
+    with torch.no_grad():
+        hyps_a, lens_a, scores_a, _ = reference(enc, lens)
+        hyps_b, lens_b, scores_b, _ = cached(enc, lens)
+    assert hyps_a == hyps_b and max(map(len, hyps_a)) > 3
+    assert torch.equal(lens_a, lens_b) and torch.allclose(scores_a, scores_b, atol=1e-4)
+
+
+def test_cached_greedy_search_falls_back_with_other_attention(tmp_path):
+    hparams = mini_model(tmp_path, attention_type="RelPosMHAXL")
+    reference, cached = greedy_searchers(hparams)
+    assert not cached.cached
+    enc, lens = encoder_states(hparams)
+    with torch.no_grad():
+        assert reference(enc, lens)[0] == cached(enc, lens)[0]
+
+
+def test_every_config_validates_with_the_cached_greedy_searcher_and_a_ctc_pre_beam():
+    import yaml
+
+    for path in sorted((REPO / "hparams").glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        if "valid_search:" not in text:
+            continue  # finetune.yaml: overrides only
+        if "model_forward:" in text:  # Whisper: its own searchers, no CTC; a valid subset all the same
+            assert yaml.safe_load(text.split("valid_search_subset:")[1].split("\n")[0].split("#")[0]) > 0, path.name
+            continue
+        assert "valid_search: !new:stop_slu.cached_search.CachedTransformerGreedySearcher" in text, path.name
+        assert "test_search: !new:stop_slu.cached_search.CachedTransformerBeamSearcher" in text, path.name
+        scorer = text[text.index("scorer: !new:stop_slu.search.ScorerBuilder") :].split("\n\n")[0]
+        assert "partial_scorers: [!ref <ctc_scorer>]" in scorer, path.name  # CTC on the pre-beam only
+        assert yaml.safe_load(text.split("valid_search_subset:")[1].split("\n")[0].split("#")[0]) > 0, path.name
