@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 import torch
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from stop_slu.checkpoints import CheckpointError, weights_only_loading
 
@@ -75,7 +75,8 @@ def load_matching(module: torch.nn.Module, path, min_fraction: float = 0.5) -> d
         len(report["not_in_checkpoint"]),
         path.parent / REPORT,
     )
-    (path.parent / REPORT).write_text(json.dumps(report, indent=1) + "\n")
+    if if_main_process():
+        (path.parent / REPORT).write_text(json.dumps(report, indent=1) + "\n")
     return report
 
 
