@@ -152,7 +152,8 @@ def main(argv=None):
                         "ctc_weight_decode": hparams["ctc_weight_decode"],
                     }
                 )
-            report[name] = decode(SLUParser(hparams, tokenizer, device="cpu"), wavs)
+            parser = SLUParser(modules=hparams["modules"], hparams=hparams, run_opts={"device": "cpu"})
+            report[name] = decode(parser, wavs)
     report["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report, indent=2))
 
