@@ -17,7 +17,7 @@ skipped when ``--budget-s`` is spent) in one JSON file:
    with tree-constrained beam search), ``stop-slu export``, then ``stop-slu
    parse EXPORT a.wav --device cuda``: EM, steps, and the parse.
 4. ``steps``: ``hparams/conformer.yaml`` and the on-device
-   ``hparams/branchformer_small.yaml``, each with bf16 and then fp16, each in
+   ``hparams/ebranchformer_small.yaml``, each with bf16 and then fp16, each in
    a fresh process: the recipe's own Brain (``recipes/STOP/train.py``'s
    ``SLU``: its data loader, speed perturbation, SpecAugment, joint CTC +
    attention loss, AMP) runs 3 untimed and 30 timed optimiser steps on real
@@ -81,7 +81,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 HPARAMS = REPO / "hparams"
-ON_DEVICE = "branchformer_small"
+ON_DEVICE = "ebranchformer_small"
 
 # --tiny: a model small enough for a few CPU steps in seconds (as the tests' TINY).
 TINY_MODEL = [

@@ -7,7 +7,7 @@ and what a whole run of each GPU config would cost, evaluation included.
    ``benchmarks/prepare_full_size.py``'s ``build_release``), prepared by the
    project's ``prepare``; the tokenizer trained on the real training targets,
    so target lengths are those of the text.
-2. Per GPU config (conformer, branchformer, branchformer_small), the model
+2. Per GPU config (conformer, branchformer, ebranchformer_small), the model
    built from its YAML, on the CPU, each stage timed separately:
    - train: ``--train-steps`` optimiser steps (after one untimed) of the
      recipe's forward, joint loss, backward, clip and AdamW step on real
@@ -35,7 +35,7 @@ and what a whole run of each GPU config would cost, evaluation included.
    checkpoint while an epoch runs.
 
     python benchmarks/rehearsal.py --old                       # all GPU configs, before and after
-    python benchmarks/rehearsal.py --configs branchformer_small --scale 0.1
+    python benchmarks/rehearsal.py --configs ebranchformer_small --scale 0.1
 
 CPU figures are for this machine's CPU; a GPU run's absolute times differ, but
 the stages' shares are what the target (evaluation <= 10 % of the run) is
@@ -58,7 +58,7 @@ from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ("conformer", "branchformer", "branchformer_small")
+CONFIGS = ("conformer", "branchformer", "ebranchformer_small")
 STOP_SIZES = {"train": 120_935, "eval": 33_384, "test": 75_636}  # rows, both takes of eval/test
 
 

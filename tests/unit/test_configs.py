@@ -33,3 +33,33 @@ def test_config_sizes(name, low, high, layers, d_model, layer_class, tmp_path):
     assert hparams["num_encoder_layers"] == layers and hparams["d_model"] == d_model
     assert len({hparams["pad_index"], hparams["bos_index"], hparams["eos_index"]}) == 3
     assert all(type(layer).__name__ == layer_class for layer in hparams["Transformer"].encoder.layers)
+
+
+GPU_CONFIGS = [
+    "conformer",
+    "conformer_asr_transfer",
+    "branchformer",
+    "ebranchformer",
+    "ebranchformer_small",
+    "conformer_wavlm",
+    "conformer_hubert",
+]
+
+
+@pytest.mark.parametrize("name", GPU_CONFIGS)
+def test_gpu_batches_hold_about_max_batch_length_of_audio(name):
+    """STOP-like durations (log-normal, median 3 s, 0.8 to 15 s): the configured
+    dynamic batches hold at least 60 % of max_batch_length seconds of audio."""
+    import numpy as np
+    import yaml
+    from speechbrain.dataio.dataset import DynamicItemDataset
+    from speechbrain.dataio.sampler import DynamicBatchSampler
+
+    text = (REPO / "hparams" / f"{name}.yaml").read_text(encoding="utf-8")
+    block = text.split("dynamic_batch_sampler_train:\n")[1].split("\n\n")[0]
+    options = yaml.safe_load("\n".join(line for line in block.splitlines() if not line.lstrip().startswith("#")))
+    durations = np.clip(np.random.default_rng(0).lognormal(np.log(3.0), 0.4, 20_000), 0.8, 15.0)
+    data = DynamicItemDataset({f"u{i}": {"duration": float(d)} for i, d in enumerate(durations)})
+    sampler = DynamicBatchSampler(data, length_func=lambda x: x["duration"], seed=0, **options)
+    seconds = [sum(durations[int(uid[1:])] for uid in (data.data_ids[i] for i in batch)) for batch in sampler]
+    assert np.mean(seconds) >= 0.6 * options["max_batch_length"], (name, np.mean(seconds))
