@@ -156,11 +156,11 @@ def cmd_score(args):
 
 
 def cmd_parse(args):
-    import torch
-
-    from stop_slu.inference import SLUParser
+    from stop_slu.data_prep.audio import AudioError, audio_info
 
     if args.device.startswith("cuda"):
+        import torch
+
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(args.device.split(":", 1)[1]) if ":" in args.device else 0
         if index >= gpus:
@@ -168,6 +168,20 @@ def cmd_parse(args):
                 f"--device={args.device}: no such GPU here ({gpus} visible); pass --device=cpu"
                 + (f" or one of cuda:0 to cuda:{gpus - 1}" if gpus else "")
             )
+
+    unreadable = {}
+    for wav in args.wavs:  # a header read each: before anything loads a model
+        try:
+            audio_info(wav)
+        except AudioError as error:
+            unreadable[wav] = str(error)
+    if len(unreadable) == len(args.wavs):  # nothing to parse
+        for wav, reason in unreadable.items():
+            print(f"error: {wav}: {reason}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+    from stop_slu.inference import SLUParser
+
     parser = SLUParser.from_folder(args.model_dir, device=args.device)
     refused = 0
     for result in parser.parse_files(args.wavs):

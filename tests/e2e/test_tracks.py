@@ -271,4 +271,4 @@ def test_ssl_config_trains_through_the_recipe_and_parses(name, tiny_ssl, mini_re
     if name == "wavlm":  # the output folder parses offline (the same code for HuBERT)
         wav = next((mini_release / "test_1").rglob("*.wav"))
         parsed = json.loads(run_cli("parse", out, wav, env=OFFLINE).stdout.strip().splitlines()[-1])
-        assert parsed["file"] == str(wav) and set(parsed) == {"file", "parse", "intent", "slots"}
+        assert parsed["file"] == str(wav) and set(parsed) == {"file", "parse", "intent", "slots", "confidence"}

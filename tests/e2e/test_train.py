@@ -63,8 +63,8 @@ def test_parse_a_wav_the_model_never_saw(trained, tmp_path):
     lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert len(lines) == 2
     for item in lines:
-        assert set(item) == {"file", "parse", "intent", "slots"}
-        assert item["file"] == str(wav)
+        assert set(item) == {"file", "parse", "intent", "slots", "confidence"}
+        assert item["file"] == str(wav) and item["confidence"] <= 0
         assert isinstance(item["slots"], list)
     assert lines[0]["parse"] == lines[1]["parse"]
 
