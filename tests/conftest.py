@@ -7,6 +7,7 @@ models through the recipe and the CLI: every test there is marked ``slow``
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -14,8 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
+
+from stop_slu.data_prep.release import DOMAINS, candidate_paths
 
 REPO = Path(__file__).resolve().parents[1]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # nothing from the Hugging Face hub
 TOPV2 = REPO.parent / "shared" / "topv2"
 
 # A model small enough to train a few steps in seconds on 2 CPU cores.
@@ -139,3 +144,83 @@ def tiny_whisper(tmp_path_factory):
     """Folder of a tiny randomly initialised Whisper (``--whisper_hub=DIR``); nothing is downloaded."""
     pytest.importorskip("transformers", reason="the Whisper config needs the ssl extra (transformers)")
     return make_tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
+
+
+# -- STOP's low-resource files, written for a mini-STOP (low-resource and fine-tuning tests) --
+
+
+def read_csv(path):
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def manifest(release, split, domain):
+    with open(release / "manifests" / f"{split}.tsv", encoding="utf-8") as f:
+        rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return [row for row in rows if row["domain"] == domain]
+
+
+def complete_domains(release):
+    """Domains with rows in train, eval and test (a small mini-STOP lacks some)."""
+    return [
+        d
+        for d in dict.fromkeys(("reminder", "weather", *DOMAINS))
+        if all(manifest(release, split, d) for split in ("train", "eval", "test"))
+    ]
+
+
+def held_out_domain(release):
+    """Reminder as in STOP's low-resource splits, else the first complete domain."""
+    return complete_domains(release)[0]
+
+
+def write_low_resource_files(release, folder, domain):
+    """STOP-style low-resource files for one domain of a mini-STOP: a foreign
+    root folder on line 1, then ``path<TAB>num_samples``; the train file repeats
+    two lines and has one unknown and one malformed line, the valid file names
+    the folders as the disk does (no take suffix)."""
+    folder.mkdir()
+
+    def line(file_id, path_as_written):
+        disk = next(p for p in candidate_paths(release, file_id) if p.is_file())
+        return f"{path_as_written}\t{sf.info(disk).frames}"
+
+    train = [line(r["file_id"], r["file_id"]) for r in manifest(release, "train", domain)]
+    valid = [
+        line(
+            r["file_id"],
+            str(next(p for p in candidate_paths(release, r["file_id"]) if p.is_file()).relative_to(release)),
+        )
+        for r in manifest(release, "eval", domain)
+    ]
+    test = [line(r["file_id"], r["file_id"]) for r in manifest(release, "test", domain)]
+    files = {
+        "train_25spis": train + train[:2] + [f"train/{domain}_train/09999999.wav\t16000", "not a line"],
+        "valid_25spis": valid,
+        "test": test,
+    }
+    for name, lines in files.items():
+        (folder / f"{domain}_{name}.tsv").write_text("/private/home/someone/stop\n" + "\n".join(lines) + "\n")
+        (folder / f"{domain}_{name}.ltr").write_text("ignored: not a manifest\n")
+    return {"train": len(train), "valid": len(valid), "test": len(test)}
+
+
+@pytest.fixture(scope="session")
+def low_resource(mini_release, tmp_path_factory):
+    """(prepared folder, held-out domain, expected counts, CompletedProcess) of
+    `stop-slu prepare --domains <held-in> --low-resource <held-out domain's files>`."""
+    tmp = tmp_path_factory.mktemp("low_resource")
+    domain = held_out_domain(mini_release)
+    expected = write_low_resource_files(mini_release, tmp / "low_resource_splits", domain)
+    held_in = ",".join(d for d in DOMAINS if d != domain)
+    result = run_cli(
+        "prepare",
+        mini_release,
+        tmp / "prepared",
+        "--domains",
+        held_in,
+        "--low-resource",
+        tmp / "low_resource_splits",
+        "--quiet",
+    )
+    return tmp / "prepared", domain, expected, result
