@@ -24,12 +24,15 @@ class AudioError(ValueError):
 
 @dataclass(frozen=True)
 class AudioInfo:
+    """What a wav header says: sample rate (Hz), channels, frames (samples per channel)."""
+
     sample_rate: int
     channels: int
     frames: int
 
     @property
     def duration(self) -> float:
+        """Length in seconds."""
         return self.frames / self.sample_rate
 
 

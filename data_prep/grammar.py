@@ -39,6 +39,8 @@ from stop_slu.data_prep.grammar_tables import INTENTS, SYMBOLS
 
 @dataclass(frozen=True)
 class Example:
+    """One generated utterance with its TOPv2-style parse."""
+
     domain: str  # alarm event messaging music navigation reminder timer weather
     utterance: str  # raw text (may end with '?')
     seqlogical: str  # TOPv2-style parse holding every word of the utterance
@@ -189,6 +191,7 @@ def _reachable_fragments() -> list[str]:
 
 
 def reachable_symbols() -> list[str]:
+    """Names of the symbols some top-level template can expand (for coverage checks)."""
     names = []
     for fragment in _reachable_fragments():
         for kind, value in _pieces(fragment):

@@ -142,6 +142,8 @@ def _speak_chunk(job):
 
 
 def write_audio(rows: list[Row], out_dir: Path, workers: int, progress: bool = True):
+    """Speak every row's text into its 16 kHz mono wav under ``out_dir``, in
+    ``workers`` processes, with a progress bar unless ``progress`` is False."""
     jobs = [
         (str(out_dir), [(r.path, r.spoken_text, r.voice) for r in rows[i : i + CHUNK]])
         for i in range(0, len(rows), CHUNK)
@@ -156,6 +158,7 @@ def write_audio(rows: list[Row], out_dir: Path, workers: int, progress: bool = T
 
 
 def write_manifests(rows: list[Row], out_dir: Path):
+    """``out_dir/manifests/{train,eval,test}.tsv`` in the release's 9 columns."""
     manifests = out_dir / "manifests"
     manifests.mkdir(parents=True, exist_ok=True)
     for split in ("train", "eval", "test"):

@@ -45,7 +45,7 @@ def _domains(text):
     return [d for d in text.split(",") if d] if text else None
 
 
-def cmd_synth(args):
+def _cmd_synth(args):
     from stop_slu.data_prep.release import DOMAINS
     from stop_slu.data_prep.synth import synthesize
 
@@ -78,7 +78,7 @@ def cmd_synth(args):
     )
 
 
-def cmd_prepare(args):
+def _cmd_prepare(args):
     from stop_slu.data_prep.prepare import prepare, summary_line
 
     report = prepare(
@@ -97,7 +97,7 @@ def cmd_prepare(args):
     print(f"CSVs and prepare_report.json in {args.save_dir}")
 
 
-def cmd_tokenizer(args):
+def _cmd_tokenizer(args):
     from stop_slu.tokenizer import stage
 
     if args.out is None and not args.sizes:
@@ -117,21 +117,21 @@ def cmd_tokenizer(args):
         stage.compare_sizes(args.prepared_dir, sizes, on_row=lambda row: print(stage.format_size_row(row)), **kwargs)
 
 
-def cmd_train(args):
+def _cmd_train(args):
     from stop_slu.recipe import train
 
     scores = train.main([str(hparams_path(args.hparams)), *args.overrides])
     print(json.dumps(scores))
 
 
-def cmd_finetune(args):
+def _cmd_finetune(args):
     from stop_slu.recipe import finetune
 
     scores = finetune.main([args.model_dir, *args.overrides])
     print(json.dumps(scores))
 
 
-def cmd_score(args):
+def _cmd_score(args):
     from stop_slu.metrics import read_parse_tsv, score
 
     for path in (args.ref, args.hyp):
@@ -155,7 +155,7 @@ def cmd_score(args):
         )
 
 
-def cmd_parse(args):
+def _cmd_parse(args):
     from stop_slu.data_prep.audio import AudioError, audio_info
 
     if args.device.startswith("cuda"):
@@ -194,26 +194,26 @@ def cmd_parse(args):
         sys.exit(1)
 
 
-def cmd_report(args):
+def _cmd_report(args):
     from stop_slu.report import write_report
 
     print(f"report written: {write_report(args.out)}")
 
 
-def cmd_export(args):
+def _cmd_export(args):
     from stop_slu.export import export_model
 
     export = export_model(args.out, args.export_dir)
     print(f"model exported to {export}; try: stop-slu parse {export} audio.wav")
 
 
-def cmd_sagemaker(args):
+def _cmd_sagemaker(args):
     from stop_slu.sagemaker.launch import launch
 
     launch(args, hparams_path(args.hparams))
 
 
-def cmd_demo(args):
+def _cmd_demo(args):
     from stop_slu.data_prep.synth import synthesize
     from stop_slu.recipe import train
 
@@ -246,6 +246,7 @@ def cmd_demo(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``stop-slu`` argument parser: one subcommand per stage."""
     parser = argparse.ArgumentParser(
         prog="stop-slu",
         description="Direct spoken language understanding on STOP (audio -> semantic parse) with SpeechBrain.",
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=int, default=150, help="test utterances per take (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="corpus seed (default: %(default)s)")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="extra --key=value overrides for the recipe")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
         "synth",
@@ -285,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", help="comma-separated domains (default: all eight)")
     p.add_argument("--workers", type=int, default=None, help="synthesis processes (default: up to 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_synth)
+    p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser(
         "prepare",
@@ -321,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="fail instead of skipping bad rows")
     p.add_argument("--force", action="store_true", help="redo even if an identical preparation exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_prepare)
+    p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser(
         "tokenizer",
@@ -353,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", default="train", help="the CSV to train on: PREPARED_DIR/SPLIT.csv (default: train)")
     p.add_argument("--sizes", help="comma-separated vocabulary sizes to compare, e.g. 100,400,1000 (nothing kept)")
-    p.set_defaults(func=cmd_tokenizer)
+    p.set_defaults(func=_cmd_tokenizer)
 
     p = sub.add_parser(
         "train",
@@ -365,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("hparams", help="config path or name")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="--key=value overrides")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
         "finetune",
@@ -381,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=argparse.REMAINDER,
         help="--data_folder=... --prepare_folder=... --output_folder=... and any --key=value",
     )
-    p.set_defaults(func=cmd_finetune)
+    p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser(
         "score",
@@ -395,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("ref")
     p.add_argument("hyp")
-    p.set_defaults(func=cmd_score)
+    p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser(
         "parse",
@@ -409,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", help="a training output folder or an exported model folder (stop-slu export)")
     p.add_argument("wavs", nargs="+", help="audio files (any sample rate; stereo is down-mixed)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    p.set_defaults(func=cmd_parse)
+    p.set_defaults(func=_cmd_parse)
 
     p = sub.add_parser(
         "report",
@@ -419,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         "confusions) with per_domain.png and learning_curves.png beside it.",
     )
     p.add_argument("out", help="a training output folder")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(
         "export",
@@ -431,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("out", help="a training output folder")
     p.add_argument("export_dir", help="where to write the exported model")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=_cmd_export)
 
     from stop_slu.sagemaker.launch import add_arguments as sagemaker_arguments  # stdlib only: --help stays fast
 
@@ -444,11 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run prints the job request without contacting AWS.",
     )
     sagemaker_arguments(p)
-    p.set_defaults(func=cmd_sagemaker)
+    p.set_defaults(func=_cmd_sagemaker)
     return parser
 
 
 def main(argv=None):
+    """``stop-slu`` itself: run one subcommand; a user error ends in one
+    ``error:`` line and a non-zero exit status, never a traceback."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from stop_slu.data_prep.audio import AudioError

@@ -40,10 +40,12 @@ def is_open(token: str) -> bool:
 
 
 def is_intent(token: str) -> bool:
+    """True for an intent label token (``[IN:X``, any case)."""
     return token[:4].upper() == "[IN:"
 
 
 def is_slot(token: str) -> bool:
+    """True for a slot label token (``[SL:X``, any case)."""
     return token[:4].upper() == "[SL:"
 
 
@@ -72,6 +74,7 @@ class Node:
 
     @property
     def is_intent(self) -> bool:
+        """True for an intent node (``IN:``), False for a slot (``SL:``)."""
         return self.label.startswith("IN:")
 
     def words(self) -> list[str]:
@@ -174,6 +177,7 @@ def check(parse: str) -> tuple[str, set[str]]:
 
 
 def is_valid(parse: str) -> bool:
+    """True when ``parse`` is a well-formed tree (``parse_tree`` accepts it)."""
     try:
         parse_tree(parse)
     except ParseError:
@@ -182,6 +186,7 @@ def is_valid(parse: str) -> bool:
 
 
 def to_string(node: Node) -> str:
+    """A tree back to its one-line form, tokens separated by single spaces."""
     parts = ["[" + node.label]
     for child in node.children:
         parts.append(to_string(child) if isinstance(child, Node) else child)

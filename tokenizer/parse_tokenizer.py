@@ -50,10 +50,12 @@ class ParseTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """Number of pieces, special ids included: the model's output size."""
         return self.sp.get_piece_size()
 
     @property
     def labels(self) -> list[str]:
+        """The intent and slot labels of the training targets (``[IN:X``, ``[SL:Y``)."""
         return self.meta.get("labels", [])
 
     @property
@@ -62,16 +64,20 @@ class ParseTokenizer:
         return self.meta.get("empty_slots", [])
 
     def encode(self, text: str) -> list[int]:
+        """A canonical parse -> piece ids (no bos/eos)."""
         return self.sp.encode(text, out_type=int)
 
     def decode(self, ids) -> str:
+        """Piece ids (pad, bos and eos ignored) -> text."""
         ids = [int(i) for i in ids if int(i) not in (PAD_ID, BOS_ID, EOS_ID)]
         return self.sp.decode(ids)
 
     def piece(self, token_id: int) -> str:
+        """The piece of one id (labels begin with the word boundary ``▁``)."""
         return self.sp.id_to_piece(int(token_id))
 
     def pieces(self) -> list[str]:
+        """Every piece, by id."""
         return [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
 
 

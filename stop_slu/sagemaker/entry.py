@@ -168,6 +168,9 @@ def export_model(job: JobEnvironment) -> Path:
 
 
 def main(argv=None):
+    """Inside the job: prepare on this instance, train (one process per GPU,
+    torchrun across several), and on the first instance export to SM_MODEL_DIR.
+    Exits with one ``error:`` line for a job that cannot start."""
     from stop_slu.data_prep.prepare import PrepareError
 
     logging.basicConfig(level=logging.INFO, format="%(name)s - %(message)s")
