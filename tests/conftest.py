@@ -10,12 +10,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+import yaml
 
 from stop_slu.data_prep.release import DOMAINS, candidate_paths
 
@@ -56,6 +59,63 @@ def run_cli(*args, check=True, timeout=900, env=None):
     if check and result.returncode != 0:
         raise AssertionError(f"stop-slu {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+FAST = [*TINY, "--max_decode_ratio=0.05"]  # an untrained model's test decoding stops early
+FEW_DOMAINS = ("alarm", "timer", "weather")  # fewer utterances, quicker runs
+SOME_DOMAINS = f"--domains=[{','.join(FEW_DOMAINS)}]"
+
+
+def train(data, out, *extra, check=True, env=None):
+    """``stop-slu train mini`` with the FAST tiny model on ``data`` into ``out``."""
+    return run_cli(
+        "train", "mini", f"--data_folder={data}", f"--output_folder={out}", *FAST, *extra, check=check, env=env
+    )
+
+
+def checkpoints(save):
+    """{folder name: (end of epoch?, epoch counter)} of the complete checkpoints in ``save``."""
+    found = {}
+    for meta in save.glob("CKPT+*/CKPT.yaml"):
+        try:
+            found[meta.parent.name] = (
+                yaml.safe_load(meta.read_text())["end-of-epoch"],
+                (meta.parent / "counter.ckpt").read_text(),
+            )
+        except FileNotFoundError:  # pruned by the run meanwhile
+            pass
+    return found
+
+
+WATCH = REPO / "tests" / "watch"
+
+
+def watched(log, under=None, refuse_network=True):
+    """Environment for a subprocess watched by tests/watch/sitecustomize.py:
+    events go to ``log``; file writes are recorded ``under`` a folder."""
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(WATCH), os.environ.get("PYTHONPATH")])),
+        "STOP_SLU_WATCH": str(log),
+    }
+    if under:
+        env["STOP_SLU_WATCH_UNDER"] = str(under)
+    if refuse_network:
+        env["STOP_SLU_NO_NETWORK"] = "1"
+    return env
+
+
+def kill_in_epoch_2(command, out, timeout=300):
+    """Start the training ``command`` (writing to ``out``) and SIGKILL it once a
+    mid-epoch checkpoint of its second epoch is on disk."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while (False, "2") not in checkpoints(out / "save").values():
+            assert process.poll() is None and time.time() < deadline, "no mid-epoch checkpoint in epoch 2"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO, TINY, run_cli
-from test_robustness import watched
+from conftest import REPO, TINY, run_cli, watched
 
 from stop_slu.sagemaker.entry import JobEnvironment, JobError, recipe_arguments, training_command
 from stop_slu.sagemaker.launch import METRIC_DEFINITIONS, LaunchError, recipe_overrides

@@ -14,8 +14,7 @@ import sys
 from collections import Counter
 
 import torch
-from conftest import REPO, run_cli
-from test_robustness import FAST, SOME_DOMAINS, watched
+from conftest import FAST, REPO, SOME_DOMAINS, run_cli, watched
 
 from stop_slu.checkpoints import state_digest, statistics_digest
 

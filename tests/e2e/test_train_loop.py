@@ -7,18 +7,16 @@ real ``RobustBrain`` on a small network where a whole run is not needed.
 """
 
 import re
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import FAST, REPO, SOME_DOMAINS, kill_in_epoch_2, train
 from speechbrain.core import INTRA_EPOCH_CKPT_FLAG
 from speechbrain.nnet.schedulers import NoamScheduler
 from speechbrain.utils.epoch_loop import EpochCounter
-from test_robustness import FAST, SOME_DOMAINS, checkpoints, train
 
 from stop_slu.checkpoints import SafeCheckpointer
 from stop_slu.training import RobustBrain
@@ -71,15 +69,7 @@ def test_each_epoch_has_its_own_order_and_a_resumed_run_trains_the_same_batches(
         "--ckpt_interval_minutes=0",
         "--ckpt_interval_steps=1",
     ]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    try:
-        while (False, "2") not in checkpoints(out / "save").values():
-            assert process.poll() is None and time.time() < deadline, "no mid-epoch checkpoint in epoch 2"
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    kill_in_epoch_2(command, out)
     killed_at = trained_batches((out / "log.txt").read_text())
     assert max(killed_at)[0] == 2 and max(killed_at) < max(whole)  # killed inside epoch 2
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)

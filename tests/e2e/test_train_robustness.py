@@ -10,46 +10,19 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import REPO, TINY, run_cli
+from conftest import FAST, FEW_DOMAINS, REPO, SOME_DOMAINS, checkpoints, kill_in_epoch_2, run_cli, train, watched
 
 from stop_slu.checkpoints import state_digest
 from stop_slu.data_prep.audio import load_audio
 from stop_slu.data_prep.release import utterance_id
-
-FAST = [*TINY, "--max_decode_ratio=0.05"]  # an untrained model's test decoding stops early
-DOMAINS = ("alarm", "timer", "weather")  # fewer utterances, quicker runs
-SOME_DOMAINS = f"--domains=[{','.join(DOMAINS)}]"
-WATCH = REPO / "tests" / "watch"
-
-
-def train(data, out, *extra, check=True, env=None):
-    return run_cli(
-        "train", "mini", f"--data_folder={data}", f"--output_folder={out}", *FAST, *extra, check=check, env=env
-    )
-
-
-def watched(log, under=None, refuse_network=True):
-    """Environment for a subprocess watched by tests/watch/sitecustomize.py:
-    events go to ``log``; file writes are recorded ``under`` a folder."""
-    env = {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(WATCH), os.environ.get("PYTHONPATH")])),
-        "STOP_SLU_WATCH": str(log),
-    }
-    if under:
-        env["STOP_SLU_WATCH_UNDER"] = str(under)
-    if refuse_network:
-        env["STOP_SLU_NO_NETWORK"] = "1"
-    return env
 
 
 def error_line(result, max_lines=None):
@@ -70,20 +43,6 @@ def manifest(root, split="train"):
 def write_manifest(root, columns, rows, split="train"):
     lines = ["\t".join(columns), *("\t".join(row) for row in rows)]
     (root / "manifests" / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def checkpoints(save):
-    """{folder name: (end of epoch?, epoch counter)} of the complete checkpoints in ``save``."""
-    found = {}
-    for meta in save.glob("CKPT+*/CKPT.yaml"):
-        try:
-            found[meta.parent.name] = (
-                yaml.safe_load(meta.read_text())["end-of-epoch"],
-                (meta.parent / "counter.ckpt").read_text(),
-            )
-        except FileNotFoundError:  # pruned by the run meanwhile
-            pass
-    return found
 
 
 # -- 1. bad rows -------------------------------------------------------------------
@@ -202,15 +161,7 @@ def test_training_killed_in_its_second_epoch_resumes_mid_epoch(mini_release, tmp
         "--ckpt_interval_minutes=0",
         "--ckpt_interval_steps=1",  # a mid-epoch checkpoint after every step
     ]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    try:
-        while (False, "2") not in checkpoints(out / "save").values():
-            assert process.poll() is None and time.time() < deadline, "no mid-epoch checkpoint in epoch 2"
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    kill_in_epoch_2(command, out)
     assert not (out / "metrics_test.json").exists()
     at_kill = checkpoints(out / "save")
 
@@ -238,7 +189,7 @@ def test_training_killed_in_its_second_epoch_resumes_mid_epoch(mini_release, tmp
 def tiny_wav_file_id(release):
     """The training file that ``release_with_tiny_wav`` cuts to 10 ms."""
     columns, rows = manifest(release)
-    return next(r[columns.index("file_id")] for r in rows if r[columns.index("domain")] in DOMAINS)
+    return next(r[columns.index("file_id")] for r in rows if r[columns.index("domain")] in FEW_DOMAINS)
 
 
 def longest_test_wav(release):
