@@ -22,9 +22,8 @@ skipped when ``--budget-s`` is spent) in one JSON file:
    ``SLU``: its data loader, speed perturbation, SpecAugment, joint CTC +
    attention loss, AMP) runs 3 untimed and 30 timed optimiser steps on real
    mini-STOP audio, batches filled to the config's ``max_batch_length``
-   (600 s): bucket boundaries at the train durations' quantiles, since the
-   config's ``num_buckets: 20`` puts every STOP utterance in the first
-   bucket and makes 28-utterance batches (about 66 s of mini-STOP audio; both
+   (600 s): bucket boundaries at the train durations' quantiles (the configs'
+   own boundaries, 1.5 s to 30 s, are set for STOP's durations; both
    batchings are recorded under ``epoch_batches``). Recorded: audio-seconds
    per second over the timed steps (the clock read after a CUDA synchronise
    at the end of each step), audio per batch, peak GPU memory
@@ -348,7 +347,7 @@ def child_main(args) -> int:
             pass  # decode with the weights in memory (no checkpoint was saved)
 
     with tempfile.TemporaryDirectory(dir=args.work) as output:
-        hparams, run_opts, tokenizer, (train_data, _, test_data, loader_kwargs) = load_recipe(
+        hparams, run_opts, tokenizer, (train_data, _, test_data, loader_kwargs, _) = load_recipe(
             config, Path(args.data), Path(output), argv, max_batch_length=n["batch_seconds"]
         )
         total = n["warmup"] + n["steps"]

@@ -160,7 +160,7 @@ def run_bare(data: Path, overrides: list[str], warmup: int, steps: int, ids_file
     from speechbrain.dataio.batch import PaddedBatch
 
     with tempfile.TemporaryDirectory() as output:
-        hparams, run_opts, _, (train_data, _, _, _) = load_recipe(data, Path(output), overrides)
+        hparams, run_opts, _, (train_data, _, _, _, _) = load_recipe(data, Path(output), overrides)
     position = {uid: i for i, uid in enumerate(train_data.data_ids)}
     batches = [PaddedBatch([train_data[position[uid]] for uid in ids]) for ids in json.loads(ids_file.read_text())]
     batches = batches[: warmup + steps]
