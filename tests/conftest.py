@@ -1,9 +1,11 @@
 """Shared fixtures: a small mini-STOP synthesised once per test session, its
 prepared CSVs, and a tiny model trained through the real recipe.
 
-tests/unit/ holds fast tests (no model training); tests/e2e/ trains real tiny
-models through the recipe and the CLI: every test there is marked ``slow``
-(``pytest -m "not slow"`` runs the fast ones alone)."""
+tests/unit/ holds the tests of one module each, with no model training;
+tests/e2e/ trains real tiny models through the recipe and the CLI. Every test
+in tests/e2e/ is marked ``slow``, and so are the few unit tests that run the
+CLI in a subprocess (seconds each: torch and SpeechBrain load);
+``pytest -m "not slow"`` runs the rest in under a minute."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import REPO
 
@@ -31,6 +32,7 @@ checkpointer.save_checkpoint(meta={"n": 2})
 """
 
 
+@pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
 def test_a_checkpoint_cut_short_by_a_kill_is_never_loaded(tmp_path):
     from speechbrain.utils.checkpoints import Checkpointer
 

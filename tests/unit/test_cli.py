@@ -8,6 +8,7 @@ import torch
 from conftest import REPO, run_cli
 
 
+@pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
 def test_parse_on_a_gpu_that_is_not_there_is_one_line(tmp_path):
     result = run_cli("parse", tmp_path, tmp_path / "a.wav", "--device=cuda", check=False)

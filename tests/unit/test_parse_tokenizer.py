@@ -24,6 +24,7 @@ def test_the_smallest_usable_size_is_exact(tmp_path):
         train_tokenizer(TARGETS, tmp_path / "short", 10)
 
 
+@pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
 def test_train_says_it_in_one_line(mini_release, tmp_path):
     result = run_cli(
         "train", "mini", f"--data_folder={mini_release}", f"--output_folder={tmp_path}", "--vocab_size=40", check=False

@@ -270,6 +270,7 @@ def test_targets_ctc_cannot_align_are_counted_per_split(mini_release, tmp_path, 
     assert saved["splits"]["train"][counted] == after["train"][counted] and "vocab_size" in saved["what_to_do"]
 
 
+@pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
 def test_train_refuses_an_empty_split_in_one_line(mini_release, tmp_path):
     from conftest import run_cli
 

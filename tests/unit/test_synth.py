@@ -3,6 +3,7 @@
 import csv
 import hashlib
 
+import pytest
 import soundfile as sf
 from conftest import run_cli
 
@@ -58,6 +59,7 @@ def test_audio_is_16k_mono_speech(mini_release):
         assert abs(data).max() > 0.05  # not silence
 
 
+@pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     def digest(root):
         h = hashlib.sha256()
@@ -73,6 +75,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     assert digest(a) != digest(c)
 
 
+@pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
 def test_cli_prints_grammar_coverage(tmp_path):
     result = run_cli("synth", tmp_path / "s", "--train", "10", "--valid", "2", "--test", "2", "--quiet")
     line = next(x for x in result.stdout.splitlines() if x.startswith("grammar:"))
@@ -82,6 +85,7 @@ def test_cli_prints_grammar_coverage(tmp_path):
     assert carriers >= 100 and depth >= 2
 
 
+@pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
 def test_cli_rejects_unknown_domain(tmp_path):
     result = run_cli("synth", tmp_path / "s", "--domains", "alarm,cooking", check=False)
     assert result.returncode != 0

@@ -57,6 +57,7 @@ def _fake_model_folder(folder):
     return folder
 
 
+@pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
 def test_train_finetune_and_sagemaker_refuse_before_any_work(tmp_path):
     data, out = tmp_path / "data", tmp_path / "out"
     data.mkdir()
@@ -99,6 +100,7 @@ no_gpu = pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="che
         (["--precision=fp16", "--device=cpu", "--distributed_backend=gloo"], "pass --precision=bf16"),
     ],
 )
+@pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
 def test_run_options_that_cannot_work_here_are_refused_before_any_work(tmp_path, options, named):
     out = tmp_path / "out"
     result = run_cli("train", "mini", f"--data_folder={tmp_path}", f"--output_folder={out}", *options, check=False)
