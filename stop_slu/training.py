@@ -35,7 +35,6 @@ import torch
 import yaml
 from speechbrain.utils.distributed import if_main_process
 
-from stop_slu import parses
 from stop_slu.checkpoints import state_digest, statistics_digest
 from stop_slu.data_prep.download import STOP_URL, ensure_release
 from stop_slu.data_prep.prepare import REPORT_NAME, prepare, summary_line
@@ -486,7 +485,7 @@ def build_tokenizer(hparams: dict) -> ParseTokenizer:
             "make one with `stop-slu tokenizer PREPARED_DIR OUT`"
         )
     given = ParseTokenizer(source)
-    problems = reuse_problems(given, [parses.canonical(t) for t in targets])
+    problems = reuse_problems(given, targets)
     if problems and not hparams.get("tokenizer_mismatch_ok"):
         raise PrepareError(
             f"{source}: not trained on this run's train split ({train_csv}): {'; '.join(problems)}, "

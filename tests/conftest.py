@@ -68,6 +68,22 @@ FEW_DOMAINS = ("alarm", "timer", "weather")  # fewer utterances, quicker runs
 SOME_DOMAINS = f"--domains=[{','.join(FEW_DOMAINS)}]"
 
 
+def train_command(data, out, *extra):
+    """The command line of ``stop-slu train mini`` with the FAST tiny model, as
+    a list for subprocess (tests that kill a run, then start it again)."""
+    return [
+        sys.executable,
+        "-m",
+        "stop_slu.cli",
+        "train",
+        "mini",
+        f"--data_folder={data}",
+        f"--output_folder={out}",
+        *FAST,
+        *extra,
+    ]
+
+
 def train(data, out, *extra, check=True, env=None):
     """``stop-slu train mini`` with the FAST tiny model on ``data`` into ``out``."""
     return run_cli(

@@ -8,12 +8,11 @@ real ``RobustBrain`` on a small network where a whole run is not needed.
 
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
-from conftest import FAST, REPO, SOME_DOMAINS, kill_in_epoch_2, train
+from conftest import REPO, SOME_DOMAINS, kill_in_epoch_2, train, train_command
 from speechbrain.core import INTRA_EPOCH_CKPT_FLAG
 from speechbrain.nnet.schedulers import NoamScheduler
 from speechbrain.utils.epoch_loop import EpochCounter
@@ -56,19 +55,7 @@ def test_each_epoch_has_its_own_order_and_a_resumed_run_trains_the_same_batches(
     assert epochs[1] != epochs[2]  # ... in another order
 
     out = tmp_path / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "stop_slu.cli",
-        "train",
-        "mini",
-        f"--data_folder={mini_release}",
-        f"--output_folder={out}",
-        *FAST,
-        *OPTIONS,
-        "--ckpt_interval_minutes=0",
-        "--ckpt_interval_steps=1",
-    ]
+    command = train_command(mini_release, out, *OPTIONS, "--ckpt_interval_minutes=0", "--ckpt_interval_steps=1")
     kill_in_epoch_2(command, out)
     killed_at = trained_batches((out / "log.txt").read_text())
     assert max(killed_at)[0] == 2 and max(killed_at) < max(whole)  # killed inside epoch 2

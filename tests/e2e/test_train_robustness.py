@@ -18,7 +18,17 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import FAST, FEW_DOMAINS, REPO, SOME_DOMAINS, checkpoints, kill_in_epoch_2, run_cli, train, watched
+from conftest import (
+    FEW_DOMAINS,
+    REPO,
+    SOME_DOMAINS,
+    checkpoints,
+    kill_in_epoch_2,
+    run_cli,
+    train,
+    train_command,
+    watched,
+)
 
 from stop_slu.checkpoints import state_digest
 from stop_slu.data_prep.audio import load_audio
@@ -147,20 +157,14 @@ def test_unusable_manifests_end_in_one_line_naming_path_and_fix(mini_release, tm
 
 def test_training_killed_in_its_second_epoch_resumes_mid_epoch(mini_release, tmp_path):
     out = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "stop_slu.cli",
-        "train",
-        "mini",
-        f"--data_folder={mini_release}",
-        f"--output_folder={out}",
-        *FAST,
+    command = train_command(
+        mini_release,
+        out,
         "--number_of_epochs=2",
         SOME_DOMAINS,
         "--ckpt_interval_minutes=0",
         "--ckpt_interval_steps=1",  # a mid-epoch checkpoint after every step
-    ]
+    )
     kill_in_epoch_2(command, out)
     assert not (out / "metrics_test.json").exists()
     at_kill = checkpoints(out / "save")
