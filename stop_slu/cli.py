@@ -216,25 +216,27 @@ def _cmd_sagemaker(args):
 def _cmd_demo(args):
     from stop_slu.data_prep.synth import synthesize
     from stop_slu.recipe import train
+    from stop_slu.training import parse_recipe_arguments
 
     out = Path(args.out)
     data = out / "mini_stop"
     model = out / "model"
+    recipe_args = [
+        str(hparams_path(args.hparams)),
+        f"--data_folder={data}",
+        f"--output_folder={model}",
+        f"--max_train_minutes={args.minutes}",
+        *args.overrides,
+    ]
+    parse_recipe_arguments(recipe_args)  # a wrong override stops here, not after minutes of synthesis
     if (data / "manifests" / "test.tsv").is_file():
         print(f"[1/3] mini-STOP already in {data}")
     else:
         print(f"[1/3] synthesising mini-STOP in {data}")
         synthesize(data, n_train=args.train, n_eval=args.valid, n_test=args.test, seed=args.seed)
-    print(f"[2/3] preparing, training {args.hparams} for up to {args.minutes:g} minutes, testing")
-    scores = train.main(
-        [
-            str(hparams_path(args.hparams)),
-            f"--data_folder={data}",
-            f"--output_folder={model}",
-            f"--max_train_minutes={args.minutes}",
-            *args.overrides,
-        ]
-    )
+    budget = f"for up to {args.minutes:g} minutes" if args.minutes else "with no time limit"
+    print(f"[2/3] preparing, training {args.hparams} {budget}, testing")
+    scores = train.main(recipe_args)
     example = sorted((data / "test_1").rglob("*.wav"))[:1]
     print(
         f"[3/3] test EM {scores['em']:.1f}% (EM-Tree {scores['em_tree']:.1f}%, "
@@ -261,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train hparams/mini.yaml for --minutes, test, print EM and the model folder.",
     )
     p.add_argument("--out", default="stop_slu_demo", help="output folder (default: %(default)s)")
-    p.add_argument("--minutes", type=float, default=20, help="training time limit in minutes (default: %(default)s)")
+    p.add_argument(
+        "--minutes", type=float, default=20, help="training time limit in minutes, 0 = none (default: %(default)s)"
+    )
     p.add_argument("--hparams", default="mini", help="config name or path (default: %(default)s)")
     p.add_argument("--train", type=int, default=3000, help="training utterances (default: %(default)s)")
     p.add_argument("--valid", type=int, default=150, help="eval utterances per take (default: %(default)s)")
@@ -449,10 +453,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line as a namespace. For the commands that pass
+    ``--key=value`` overrides to the recipe (demo, train, finetune, sagemaker),
+    every option the command itself does not know is such an override, wherever
+    it stands (``stop-slu demo --number_of_epochs=30 --minutes 0``); a leading
+    ``--`` is dropped. Other commands refuse unknown options (exit status 2)."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if not hasattr(args, "overrides"):
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return args
+    overrides = [*unknown, *args.overrides]
+    args.overrides = [item for item in overrides if item != "--"]
+    return args
+
+
 def main(argv=None):
     """``stop-slu`` itself: run one subcommand; a user error ends in one
     ``error:`` line and a non-zero exit status, never a traceback."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from stop_slu.data_prep.audio import AudioError
     from stop_slu.data_prep.prepare import PrepareError

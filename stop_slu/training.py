@@ -28,6 +28,7 @@ import pydoc
 import re
 import shutil
 import time
+import typing
 from pathlib import Path
 
 import speechbrain as sb
@@ -327,7 +328,32 @@ def parse_recipe_arguments(argv) -> tuple[str, dict, dict]:
             'quote it and close every bracket, e.g. "--key={a: 1, b: 2}"'
         ) from None
     check_overrides(hparams_file, overrides)
-    return hparams_file, run_opts, overrides
+    return hparams_file, _typed_run_options(run_opts), overrides
+
+
+def _typed_run_options(run_opts):
+    """SpeechBrain's parser gives a run option whose default is None (e.g.
+    ``--optimizer_step_limit``) as text, whatever its declared type, and the
+    Brain then fails mid-run comparing it with a number: read each such option
+    as its declared type here, or raise OverrideError naming it."""
+    changes = {}
+    declared = typing.get_type_hints(type(run_opts))
+    for spec in dataclasses.fields(run_opts):
+        value = getattr(run_opts, spec.name)
+        if spec.name not in run_opts.overridden_args or not isinstance(value, str):
+            continue
+        kinds = [
+            kind for kind in typing.get_args(declared[spec.name]) or (declared[spec.name],) if kind in (int, float)
+        ]
+        if not kinds:
+            continue
+        try:
+            changes[spec.name] = kinds[0](value)
+        except ValueError:
+            raise OverrideError(
+                f"--{spec.name}={value}: not {'an integer' if kinds[0] is int else 'a number'}"
+            ) from None
+    return dataclasses.replace(run_opts, **changes) if changes else run_opts
 
 
 class RunOptionError(ValueError):

@@ -20,12 +20,12 @@ from pathlib import Path
 import sentencepiece as spm
 
 from stop_slu import parses
+from stop_slu.tokenizer.meta import META_NAME, LabelMeta
 
 logger = logging.getLogger(__name__)
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 MODEL_NAME = "tokenizer.model"
-META_NAME = "tokenizer.json"
 BOUNDARY = "\u2581"
 MODEL_TYPES = ("unigram", "bpe", "char")
 
@@ -38,7 +38,7 @@ def label_inventory(targets) -> list[str]:
     return sorted(found)
 
 
-class ParseTokenizer:
+class ParseTokenizer(LabelMeta):
     """A trained tokenizer: encode parses to ids and decode ids back."""
 
     def __init__(self, folder):
@@ -52,16 +52,6 @@ class ParseTokenizer:
     def vocab_size(self) -> int:
         """Number of pieces, special ids included: the model's output size."""
         return self.sp.get_piece_size()
-
-    @property
-    def labels(self) -> list[str]:
-        """The intent and slot labels of the training targets (``[IN:X``, ``[SL:Y``)."""
-        return self.meta.get("labels", [])
-
-    @property
-    def empty_slots(self) -> list[str]:
-        """Slot labels (``[SL:Y``) that some training target leaves empty."""
-        return self.meta.get("empty_slots", [])
 
     def encode(self, text: str) -> list[int]:
         """A canonical parse -> piece ids (no bos/eos)."""

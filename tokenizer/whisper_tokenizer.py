@@ -31,10 +31,10 @@ import logging
 from pathlib import Path
 
 from stop_slu import parses
+from stop_slu.tokenizer.meta import META_NAME, LabelMeta
 
 logger = logging.getLogger(__name__)
 
-META_NAME = "tokenizer.json"  # the same metadata file as the SentencePiece tokenizer
 HF_FOLDER = "whisper"
 KIND = "whisper"
 BOUNDARY = "\u2581"  # SentencePiece's word boundary: pieces() speaks SentencePiece's convention
@@ -43,7 +43,7 @@ _BPE_SPACE = "\u0120"  # "Ġ": a space in byte-level BPE pieces
 _CONTROL = range(0x100, 0x120)
 
 
-class WhisperParseTokenizer:
+class WhisperParseTokenizer(LabelMeta):
     """A Whisper tokenizer with the parse labels added: encode parses to ids
     and decode ids back (the interface of ``ParseTokenizer``).
 
@@ -69,15 +69,6 @@ class WhisperParseTokenizer:
     def vocab_size(self) -> int:
         """Output size of the decoder: Whisper's tokens plus the added labels."""
         return int(self.meta.get("first_added_id", len(self.hf))) + len(self._label_ids)
-
-    @property
-    def labels(self) -> list[str]:
-        return self.meta.get("labels", [])
-
-    @property
-    def empty_slots(self) -> list[str]:
-        """Slot labels (``[SL:Y``) that some training target leaves empty."""
-        return self.meta.get("empty_slots", [])
 
     @property
     def prefix(self) -> list[int]:

@@ -6,7 +6,7 @@ import json
 import re
 
 import soundfile as sf
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, train
 
 from stop_slu.data_prep.espeak import Voice, speak
 
@@ -98,6 +98,15 @@ def test_time_limit_stops_training_and_still_tests(mini_release, tmp_path):
     assert minutes[-1] >= 0.02  # ... once the time was up
     first_over = next(i for i, m in enumerate(minutes) if m >= 0.02)
     assert first_over >= len(minutes) - 2  # at most the epoch in progress ran after the limit
+    assert json.loads((out / "metrics_test.json").read_text())["n"] == 16
+
+
+def test_optimizer_step_limit_stops_training_and_still_tests(mini_release, tmp_path):
+    # SpeechBrain's run option, given as text on the command line
+    out = tmp_path / "steps"
+    train(mini_release, out, "--number_of_epochs=500", "--optimizer_step_limit=3", "--log_batch_ids=True")
+    batches = re.findall(r"train batch: epoch \d+ step \d+", (out / "log.txt").read_text())
+    assert len(batches) == 3
     assert json.loads((out / "metrics_test.json").read_text())["n"] == 16
 
 

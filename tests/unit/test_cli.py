@@ -30,3 +30,40 @@ def test_a_reader_that_goes_away_is_no_traceback(tmp_path):
     stderr = process.stderr.read()
     process.wait(timeout=300)
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
+@pytest.mark.parametrize(
+    "argv, overrides",
+    [
+        (["demo", "--number_of_epochs=30", "--minutes", "0"], ["--number_of_epochs=30"]),
+        (
+            ["demo", "--minutes", "0", "--number_of_epochs=30", "--lr_adam=1e-3"],
+            ["--number_of_epochs=30", "--lr_adam=1e-3"],
+        ),
+        (["demo", "--", "--number_of_epochs=30"], ["--number_of_epochs=30"]),
+        (["train", "mini", "--number_of_epochs=30", "--device=cpu"], ["--number_of_epochs=30", "--device=cpu"]),
+    ],
+)
+def test_recipe_overrides_are_taken_wherever_they_stand(argv, overrides):
+    from stop_slu.cli import parse_args
+
+    args = parse_args(argv)
+    assert args.overrides == overrides
+    assert args.command != "demo" or args.minutes == (0 if "0" in argv else 20)
+
+
+def test_commands_without_overrides_refuse_unknown_options(capsys):
+    from stop_slu.cli import parse_args
+
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["score", "ref.tsv", "hyp.tsv", "--number_of_epochs=30"])
+    assert stop.value.code == 2 and "unrecognized arguments: --number_of_epochs=30" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
+def test_a_wrong_demo_override_is_refused_before_the_synthesis(tmp_path):
+    result = run_cli("demo", "--out", tmp_path / "demo", "--number_of_epoch=3", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "number_of_epoch" in lines[0] and "did you mean number_of_epochs?" in lines[0], lines
+    assert not (tmp_path / "demo" / "mini_stop").exists()

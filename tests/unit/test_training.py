@@ -49,6 +49,16 @@ def test_an_unreadable_value_is_refused_in_one_line():
     assert "\n" not in str(error.value)
 
 
+def test_run_options_are_read_as_their_declared_type():
+    # SpeechBrain's own parser leaves --optimizer_step_limit as text, and its
+    # Brain then stops mid-run comparing a number with a string.
+    for form in (["--optimizer_step_limit=5"], ["--optimizer_step_limit", "5"]):
+        _, run_opts, _ = parse_recipe_arguments([MINI, "--data_folder=x", *form])
+        assert run_opts["optimizer_step_limit"] == 5 and isinstance(run_opts["optimizer_step_limit"], int)
+    with pytest.raises(OverrideError, match=r"^--optimizer_step_limit=five: not an integer$"):
+        parse_recipe_arguments([MINI, "--optimizer_step_limit=five"])
+
+
 def _fake_model_folder(folder):
     (folder / "save" / "tokenizer").mkdir(parents=True)
     (folder / "save" / "CKPT+2026-01-01+00-00-00+00").mkdir()
