@@ -457,8 +457,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     """The command line as a namespace. For the commands that pass
     ``--key=value`` overrides to the recipe (demo, train, finetune, sagemaker),
     every option the command itself does not know is such an override, wherever
-    it stands (``stop-slu demo --number_of_epochs=30 --minutes 0``); a leading
-    ``--`` is dropped. Other commands refuse unknown options (exit status 2)."""
+    it stands (``stop-slu demo --number_of_epochs=30 --minutes 0``); a bare
+    ``--`` separator is dropped. Other commands refuse unknown options (exit status 2)."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if not hasattr(args, "overrides"):

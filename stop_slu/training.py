@@ -342,17 +342,14 @@ def _typed_run_options(run_opts):
         value = getattr(run_opts, spec.name)
         if spec.name not in run_opts.overridden_args or not isinstance(value, str):
             continue
-        kinds = [
-            kind for kind in typing.get_args(declared[spec.name]) or (declared[spec.name],) if kind in (int, float)
-        ]
-        if not kinds:
+        hint = declared[spec.name]
+        kind = next((kind for kind in typing.get_args(hint) or (hint,) if kind in (int, float)), None)
+        if kind is None:
             continue
         try:
-            changes[spec.name] = kinds[0](value)
+            changes[spec.name] = kind(value)
         except ValueError:
-            raise OverrideError(
-                f"--{spec.name}={value}: not {'an integer' if kinds[0] is int else 'a number'}"
-            ) from None
+            raise OverrideError(f"--{spec.name}={value}: not {'an integer' if kind is int else 'a number'}") from None
     return dataclasses.replace(run_opts, **changes) if changes else run_opts
 
 
