@@ -216,7 +216,7 @@ def _cmd_sagemaker(args):
 def _cmd_demo(args):
     from stop_slu.data_prep.synth import synthesize
     from stop_slu.recipe import train
-    from stop_slu.training import parse_recipe_arguments
+    from stop_slu.recipe_args import parse_recipe_arguments
 
     out = Path(args.out)
     data = out / "mini_stop"

@@ -28,7 +28,7 @@ import yaml
 from stop_slu.data_prep.prepare import PrepareError
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, ModelFolderError, check_model_folder
 from stop_slu.recipe import train
-from stop_slu.training import OverrideError, RunOptionError
+from stop_slu.recipe_args import OverrideError, RunOptionError
 
 FINETUNE_OVERRIDES = Path(__file__).resolve().parents[2] / "hparams" / "finetune.yaml"
 

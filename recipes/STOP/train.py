@@ -32,27 +32,17 @@ from speechbrain.dataio.dataset import FilteredSortedDynamicItemDataset
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from stop_slu import metrics, parses
+from stop_slu.brain import NonFiniteLossError, RobustBrain, distributed
 from stop_slu.checkpoints import CheckpointError, load_averaged_model, load_source_weights
 from stop_slu.data_prep.audio import load_audio
 from stop_slu.data_prep.prepare import PrepareError
 from stop_slu.data_prep.rows import read_csv
 from stop_slu.frontend import encoder_input
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
+from stop_slu.recipe_args import OverrideError, RunOptionError, fit_run_options, parse_recipe_arguments
 from stop_slu.report import write_report
+from stop_slu.stages import build_tokenizer, copy_tokenizer, prepare_data, report_target_lengths
 from stop_slu.tokenizer.parse_tokenizer import VocabSizeError, load_tokenizer
-from stop_slu.training import (
-    NonFiniteLossError,
-    OverrideError,
-    RobustBrain,
-    RunOptionError,
-    build_tokenizer,
-    copy_tokenizer,
-    distributed,
-    fit_run_options,
-    parse_recipe_arguments,
-    prepare_data,
-    report_target_lengths,
-)
 from stop_slu.transfer import transfer_pretrained
 
 logger = logging.getLogger(__name__)

@@ -151,7 +151,8 @@ def prepare_on_this_host(recipe_args: list[str]):
     """The CSVs and the tokenizer on this instance's disk, before training starts."""
     from hyperpyyaml import load_hyperpyyaml
 
-    from stop_slu.training import build_tokenizer, parse_recipe_arguments, prepare_data
+    from stop_slu.recipe_args import parse_recipe_arguments
+    from stop_slu.stages import build_tokenizer, prepare_data
 
     hparams_file, _, overrides = parse_recipe_arguments(recipe_args)
     with open(hparams_file, encoding="utf-8") as f:

@@ -190,7 +190,7 @@ def recipe_overrides(hparams_file: Path, overrides: list[str]) -> dict:
     import speechbrain as sb
     from hyperpyyaml import resolve_references
 
-    from stop_slu.training import OverrideError, parse_recipe_arguments
+    from stop_slu.recipe_args import OverrideError, parse_recipe_arguments
 
     job_folders = [f"--{key}=/job/{key}" for key in SET_HERE]  # set in the job; the config's placeholders
     try:  # every key, nested ones included, as the job's recipe will check it

@@ -17,8 +17,8 @@ from speechbrain.core import INTRA_EPOCH_CKPT_FLAG
 from speechbrain.nnet.schedulers import NoamScheduler
 from speechbrain.utils.epoch_loop import EpochCounter
 
+from stop_slu.brain import RobustBrain
 from stop_slu.checkpoints import SafeCheckpointer
-from stop_slu.training import RobustBrain
 
 BATCH_LINE = re.compile(r"train batch: epoch (\d+) step (\d+) lr (\S+) ids (\S+)")
 OPTIONS = [

@@ -17,7 +17,7 @@ import pytest
 
 from stop_slu.data_prep.download import MARKER_NAME, DownloadError, download, ensure_release
 from stop_slu.data_prep.prepare import prepare
-from stop_slu.training import prepare_data
+from stop_slu.stages import prepare_data
 
 
 @pytest.fixture(scope="module")

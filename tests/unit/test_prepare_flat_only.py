@@ -8,7 +8,7 @@ from conftest import run_cli
 
 from stop_slu import parses
 from stop_slu.data_prep.prepare import prepare
-from stop_slu.training import prepare_data
+from stop_slu.stages import prepare_data
 
 
 def intents(parse):

@@ -15,8 +15,8 @@ from stop_slu import parses
 from stop_slu.data_prep.prepare import prepare
 from stop_slu.data_prep.rows import PrepareError, read_csv
 from stop_slu.recipe.train import dataio_prepare
+from stop_slu.stages import build_tokenizer, prepare_data
 from stop_slu.tokenizer.parse_tokenizer import UNK_ID
-from stop_slu.training import build_tokenizer, prepare_data
 
 
 def copy_release(mini_release, root):
@@ -239,7 +239,8 @@ def test_targets_ctc_cannot_align_are_counted_per_split(mini_release, tmp_path, 
     from conftest import REPO, TINY
     from hyperpyyaml import load_hyperpyyaml
 
-    from stop_slu.training import TARGET_LENGTHS, parse_recipe_arguments, report_target_lengths
+    from stop_slu.recipe_args import parse_recipe_arguments
+    from stop_slu.stages import TARGET_LENGTHS, report_target_lengths
 
     _, _, overrides = parse_recipe_arguments(
         [str(REPO / "hparams" / "mini.yaml"), f"--data_folder={mini_release}", f"--output_folder={tmp_path}", *TINY]

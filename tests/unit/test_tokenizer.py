@@ -11,9 +11,9 @@ from conftest import run_cli
 
 from stop_slu import cli, parses
 from stop_slu.data_prep.prepare import PrepareError
+from stop_slu.stages import build_tokenizer
 from stop_slu.tokenizer.parse_tokenizer import BOUNDARY, ParseTokenizer, train_tokenizer
 from stop_slu.tokenizer.stage import describe, reuse_problems
-from stop_slu.training import build_tokenizer
 
 
 def train_targets(prepared):

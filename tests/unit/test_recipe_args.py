@@ -1,11 +1,11 @@
-"""The recipe's command line (stop_slu.training.parse_recipe_arguments): every
+"""The recipe's command line (stop_slu.recipe_args.parse_recipe_arguments): every
 override, nested or not, is checked against the config before any work, and a
 wrong one is refused in one line naming the nearest valid key."""
 
 import pytest
 from conftest import REPO, run_cli
 
-from stop_slu.training import OverrideError, parse_recipe_arguments
+from stop_slu.recipe_args import OverrideError, parse_recipe_arguments
 
 MINI = str(REPO / "hparams" / "mini.yaml")
 
@@ -127,7 +127,7 @@ def test_torchrun_without_a_gpu_falls_back_to_the_cpu_and_gloo(monkeypatch):
     import speechbrain as sb
     import torch
 
-    from stop_slu.training import fit_run_options
+    from stop_slu.recipe_args import fit_run_options
 
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
