@@ -180,9 +180,9 @@ def _cmd_parse(args):
             print(f"error: {wav}: {reason}", file=sys.stderr, flush=True)
         sys.exit(1)
 
-    from stop_slu.inference import SLUParser
+    from stop_slu.inference import load_parser
 
-    parser = SLUParser.from_folder(args.model_dir, device=args.device)
+    parser = load_parser(args.model_dir, device=args.device)
     refused = 0
     for result in parser.parse_files(args.wavs):
         if "error" in result:

@@ -411,3 +411,22 @@ class SLUParser(Pretrained):
             for path, parse, confidence in zip(chunk, *self.decode_batch(*self.load_batch(chunk))):
                 results[path] = {"file": path, **describe(parse), "confidence": confidence}
         return [results[path] for path in paths]
+
+
+def load_parser(source, device: str = "cpu", overrides: dict | None = None, savedir=None) -> SLUParser:
+    """Any model ``stop-slu parse`` accepts, ready to parse: a training output
+    folder, a local exported model folder, or a Hugging Face Hub repository id
+    of an export (``user/repo``, fetched into ``savedir``, by default the Hub
+    cache). ``device`` is a torch device string; ``overrides`` change the
+    config for inference (e.g. ``{"test_beam_size": 4}``). Raises
+    ModelFolderError for a local folder that is not a model, or a source that
+    is neither a folder nor a Hub id."""
+    path = Path(str(source))
+    if path.is_dir():
+        return SLUParser.from_folder(path, device=device, overrides=overrides)
+    if path.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
+        raise ModelFolderError(
+            f"{source}: not a model folder or a Hugging Face Hub repository id (user/repo); "
+            "pass a training output folder, an exported model folder or a Hub id"
+        )
+    return SLUParser.from_hparams(source=str(source), savedir=savedir, overrides=overrides, run_opts={"device": device})
