@@ -7,7 +7,8 @@ stop-slu tokenizer PREPARED_DIR OUT  train the tokenizer on the train CSV; --siz
 stop-slu train HPARAMS [--key=value ...]   the training recipe
 stop-slu finetune MODEL_DIR [--key=value ...]   adapt a trained model to new CSVs
 stop-slu score REF HYP             EM, EM-Tree, validity of ID<TAB>parse files
-stop-slu parse MODEL_DIR a.wav ... JSON parse of each file
+stop-slu parse MODEL_DIR a.wav ... JSON parse of each file (--tsv: ID<TAB>parse lines)
+stop-slu evaluate MODEL DATA       EM of any model on any split: predictions, metrics, report
 stop-slu report OUT                (re)write OUT/report.md and its charts
 stop-slu export OUT EXPORT_DIR     a self-contained model folder for inference
 stop-slu sagemaker HPARAMS --data s3://... --output s3://...   train on SageMaker
@@ -137,7 +138,13 @@ def _cmd_score(args):
     for path in (args.ref, args.hyp):
         if not Path(path).is_file():
             raise CLIError(f"{path}: no such file; expected ID<TAB>parse lines")
-    refs, hyps = read_parse_tsv(args.ref, "reference"), read_parse_tsv(args.hyp, "hypothesis")
+    if args.ref.endswith(".csv"):  # a prepared CSV: its semantics column
+        from stop_slu.data_prep.rows import read_csv
+
+        refs = {uid: row.get("semantics", "") for uid, row in read_csv(args.ref).items()}
+    else:
+        refs = read_parse_tsv(args.ref, "reference")
+    hyps = read_parse_tsv(args.hyp, "hypothesis")
     matched = sum(uid in hyps for uid in refs)
     if not matched:
         raise CLIError(
@@ -155,27 +162,61 @@ def _cmd_score(args):
         )
 
 
-def _cmd_parse(args):
-    from stop_slu.data_prep.audio import AudioError, audio_info
-
-    if args.device.startswith("cuda"):
+def _check_device(device: str):
+    """Refuse a CUDA device this machine does not have (before a model loads)."""
+    if device.startswith("cuda"):
         import torch
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(args.device.split(":", 1)[1]) if ":" in args.device else 0
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
         if index >= gpus:
             raise CLIError(
-                f"--device={args.device}: no such GPU here ({gpus} visible); pass --device=cpu"
+                f"--device={device}: no such GPU here ({gpus} visible); pass --device=cpu"
                 + (f" or one of cuda:0 to cuda:{gpus - 1}" if gpus else "")
             )
 
+
+def _parse_inputs(args) -> tuple[list[str], list[str]]:
+    """(audio files, their IDs) of a parse call: the files given, IDs from their
+    names (stems); or, with --csv, the wav column of the CSV and its IDs."""
+    if args.csv:
+        if args.wavs:
+            raise CLIError(f"--csv {args.csv}: pass audio files or --csv, not both")
+        from stop_slu.data_prep.rows import read_csv
+
+        rows = read_csv(args.csv)
+        if rows and "wav" not in next(iter(rows.values())):
+            raise CLIError(f"--csv {args.csv}: no wav column; pass a CSV written by stop-slu prepare")
+        return [row["wav"] for row in rows.values()], list(rows)
+    if not args.wavs:
+        raise CLIError("no audio files: pass a.wav ... or --csv PREPARED.csv")
+    ids = [Path(wav).stem for wav in args.wavs]
+    if args.tsv:
+        seen = {}
+        for wav, uid in zip(args.wavs, ids):
+            seen.setdefault(uid, []).append(wav)
+        twice = {uid: wavs for uid, wavs in seen.items() if len(wavs) > 1}
+        if twice:
+            named = "; ".join(f"{uid}: {' '.join(wavs)}" for uid, wavs in list(twice.items())[:3])
+            raise CLIError(
+                f"--tsv: {len(twice)} ID(s) given by two files of the same name ({named}); "
+                "pass --csv PREPARED.csv for the utterance IDs of STOP"
+            )
+    return list(args.wavs), ids
+
+
+def _cmd_parse(args):
+    from stop_slu.data_prep.audio import AudioError, audio_info
+
+    _check_device(args.device)
+    wavs, ids = _parse_inputs(args)
     unreadable = {}
-    for wav in args.wavs:  # a header read each: before anything loads a model
+    for wav in wavs:  # a header read each: before anything loads a model
         try:
             audio_info(wav)
         except AudioError as error:
             unreadable[wav] = str(error)
-    if len(unreadable) == len(args.wavs):  # nothing to parse
+    if len(unreadable) == len(wavs):  # nothing to parse
         for wav, reason in unreadable.items():
             print(f"error: {wav}: {reason}", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -184,14 +225,66 @@ def _cmd_parse(args):
 
     parser = load_parser(args.model_dir, device=args.device)
     refused = 0
-    for result in parser.parse_files(args.wavs):
+    for uid, result in zip(ids, parser.parse_files(wavs)):
         if "error" in result:
             refused += 1
             print(f"error: {result['file']}: {result['error']}", file=sys.stderr, flush=True)
+        elif args.tsv:
+            print(f"{uid}\t{result['parse']}", flush=True)
         else:
             print(json.dumps(result), flush=True)
     if refused:
         sys.exit(1)
+
+
+def _cmd_evaluate(args):
+    from stop_slu.data_prep.release import DEFAULT_TARGET
+    from stop_slu.evaluate import evaluate, find_csv, init_distributed, search_settings, set_search
+    from stop_slu.inference import load_parser
+
+    device = init_distributed(args.device)
+    _check_device(device)
+    overrides = dict(item.split("=", 1) for item in args.override) if args.override else None
+    if overrides is not None and any(not key for key in overrides):
+        raise CLIError(f"--override {' '.join(args.override)}: expected KEY=VALUE, e.g. ctc_weight_decode=0.3")
+    parser = load_parser(args.model, device=device, overrides=overrides)
+    set_search(parser, beam_size=args.beam_size, max_decode_ratio=args.max_decode_ratio)
+    target = parser.hparams.get("target_column") or DEFAULT_TARGET
+    csv_path = find_csv(
+        args.data, args.split, args.out, target, low_resource=args.low_resource, progress=not args.quiet
+    )
+    split = args.split if csv_path.stem == args.split or not Path(args.data).is_file() else csv_path.stem
+    settings = search_settings(parser)
+    run = {"model": str(args.model), "overrides": overrides or {}, **settings, "batch_size": args.batch_size}
+    result = evaluate(
+        parser,
+        csv_path,
+        args.out,
+        split=split,
+        batch_size=args.batch_size,
+        domains=_domains(args.domains),
+        restart=args.restart,
+        progress=not args.quiet,
+        run=run,
+    )
+    if result is None:  # not rank 0
+        return
+    scores = result.scores
+    print(
+        f"{split}: EM {scores['em']:.2f}% (EM-Tree {scores['em_tree']:.2f}%, well-formed {scores['valid']:.2f}%) "
+        f"on {scores['n']} utterances of {csv_path}; search: beam {settings['beam_size']}, "
+        f"max decode ratio {settings['max_decode_ratio']}"
+        + (f"; {result.resumed} read back from the interrupted run" if result.resumed else "")
+    )
+    if result.seconds:
+        print(
+            f"decoded {sum(result.by_rank)} utterances ({result.audio_seconds:.1f} s of audio) in "
+            f"{result.seconds:.1f} s: {result.rate:.2f} utterances/s, "
+            f"{result.seconds / max(result.audio_seconds, 1e-9):.3f} x real time"
+        )
+    if len(result.by_rank) > 1:
+        print(f"decoded by rank: {' '.join(map(str, result.by_rank))}")
+    print(f"predictions: {result.predictions}   metrics: {result.metrics}   report: {result.report}")
 
 
 def _cmd_report(args):
@@ -393,10 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="EM, EM-Tree and validity of hypotheses against references",
         description="REF and HYP are ID<TAB>parse files (UTF-8, with or without a byte-order "
         "mark; an optional header row starting with ID, e.g. the recipe's predictions_test.tsv, "
-        "whose reference/hypothesis column each side then reads). Prints JSON with em, em_tree, "
-        "valid (percentages), n, per-domain scores, ref_without_hyp and hyp_not_in_ref. A missing "
-        "or empty hypothesis counts as wrong; a warning says when many IDs do not match, an "
-        "error when none does.",
+        "whose reference/hypothesis column each side then reads). REF may also be a prepared CSV "
+        "(its semantics column), HYP the output of stop-slu parse --tsv. Prints JSON with em, "
+        "em_tree, valid (percentages), n, per-domain scores, ref_without_hyp and hyp_not_in_ref. "
+        "A missing or empty hypothesis counts as wrong; a warning says when many IDs do not match, "
+        "an error when none does. An ID given twice with different parses is refused, every such "
+        "ID named; one repeated with the same parse is scored once, with a warning naming it.",
     )
     p.add_argument("ref")
     p.add_argument("hyp")
@@ -409,12 +504,57 @@ def build_parser() -> argparse.ArgumentParser:
         "(the search's length-normalised log-probability: at most 0, nearer 0 more confident). "
         "A file that is not audio, or shorter or longer than the model can parse, gets one "
         "'error: FILE: reason' line on stderr instead (the other files are still parsed; exit "
-        "status 1).",
+        "status 1). --tsv prints ID<TAB>parse lines instead, the input of stop-slu score: IDs "
+        "are the file names without extension, or the utterance IDs of a prepared CSV given "
+        "with --csv (its wav column is parsed).",
     )
-    p.add_argument("model_dir", help="a training output folder or an exported model folder (stop-slu export)")
-    p.add_argument("wavs", nargs="+", help="audio files (any sample rate; stereo is down-mixed)")
+    p.add_argument("model_dir", help="a training output folder, an exported model folder or a Hub id")
+    p.add_argument("wavs", nargs="*", help="audio files (any sample rate; stereo is down-mixed)")
+    p.add_argument("--csv", help="parse the wav column of this CSV (stop-slu prepare's) instead of files")
+    p.add_argument("--tsv", action="store_true", help="print ID<TAB>parse lines (for stop-slu score)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.set_defaults(func=_cmd_parse)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="EM of a model on a test set: predictions, metrics JSON and report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Decode every utterance of a split with MODEL, as the recipe's test stage does
+(sorted by duration, batched, the model's own search), and write into --out:
+predictions_SPLIT.tsv (ID, hypothesis, reference, domain), metrics_SPLIT.json
+(the keys of the recipe's metrics_test.json) and report.md (report_SPLIT.md for
+another split) with its chart. Rows are appended as they are decoded: run the
+same command again after an interruption and it decodes only what is missing.
+Several processes: torchrun --nproc_per_node=N -m stop_slu.cli evaluate ...
+
+examples:
+  stop-slu evaluate results/mini /data/stop                    # the STOP test set
+  stop-slu evaluate user/stop-model prepared/ --split eval --device cuda
+  stop-slu evaluate results/held_in /data/stop --low-resource /data/low_resource_splits --split reminder_test""",
+    )
+    p.add_argument("model", help="a training output folder, an exported model folder or a Hub id (as parse)")
+    p.add_argument(
+        "data",
+        help="a prepared folder (holding SPLIT.csv), one CSV, or a STOP release (prepared into OUT/data first)",
+    )
+    p.add_argument("--split", default="test", help="the split to evaluate: DATA/SPLIT.csv (default: %(default)s)")
+    p.add_argument("--out", default="evaluation", help="output folder (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device; under torchrun cuda means cuda:LOCAL_RANK")
+    p.add_argument("--batch_size", type=int, help="utterances per batch (default: the model's test batch size)")
+    p.add_argument("--beam_size", type=int, help="beam size of the search (default: the model's own)")
+    p.add_argument("--max_decode_ratio", type=float, help="most tokens per encoder frame (default: the model's own)")
+    p.add_argument(
+        "--override", action="append", metavar="KEY=VALUE", help="a config override for loading the model (repeatable)"
+    )
+    p.add_argument("--domains", help="comma-separated domains to keep, e.g. reminder,weather (default: all)")
+    p.add_argument(
+        "--low-resource",
+        metavar="DIR",
+        help="with a STOP release: STOP's low_resource_splits folder, prepared too (--split reminder_test...)",
+    )
+    p.add_argument("--restart", action="store_true", help="discard an interrupted evaluation in --out, start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
         "report",

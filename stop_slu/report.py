@@ -120,10 +120,15 @@ def _plot_curves(log: list[dict], path: Path):
     plt.close(fig)
 
 
-def write_report(output_folder, top_confusions: int = 20) -> Path:
-    """Write ``report.md`` and its PNG charts in ``output_folder``; returns the report path."""
+def write_report(output_folder, top_confusions: int = 20, split: str = "test") -> Path:
+    """Write ``report.md`` and its PNG charts in ``output_folder``; returns the
+    report path. ``split``: the predictions read, ``predictions_<split>.tsv``;
+    for a split other than test the report is ``report_<split>.md`` and its
+    chart ``per_domain_<split>.png`` (``stop-slu evaluate --split``)."""
     out = Path(output_folder)
-    predictions = out / PREDICTIONS
+    predictions = out / PREDICTIONS.replace("test", split)
+    suffix = "" if split == "test" else f"_{split}"
+    domain_chart = DOMAIN_CHART.replace(".png", f"{suffix}.png")
     if not predictions.is_file():
         raise FileNotFoundError(f"{predictions}: no test predictions; run training (with its test stage) first")
     rows = read_predictions(predictions)
@@ -132,7 +137,7 @@ def write_report(output_folder, top_confusions: int = 20) -> Path:
     scores = metrics.score(refs, hyps, {r["ID"]: r["domain"] for r in rows})
     log = read_train_log(out / TRAIN_LOG)
 
-    lines = [f"# Test report: {out.name}", "", f"{scores['n']} test utterances, from `{PREDICTIONS}`.", ""]
+    lines = [f"# Test report: {out.name}", "", f"{scores['n']} {split} utterances, from `{predictions.name}`.", ""]
     lines += ["## Overall", ""]
     lines += _table(
         ["EM", "EM-Tree", "well-formed", "intent acc", "slot P", "slot R", "slot F1"],
@@ -150,8 +155,8 @@ def write_report(output_folder, top_confusions: int = 20) -> Path:
         ["domain", "n", "EM", "EM-Tree"], [[d, v["n"], v["em"], v["em_tree"]] for d, v in scores["per_domain"].items()]
     )
     if scores["per_domain"]:
-        _plot_domains(scores["per_domain"], out / DOMAIN_CHART)
-        lines += ["", f"![EM per domain]({DOMAIN_CHART})"]
+        _plot_domains(scores["per_domain"], out / domain_chart)
+        lines += ["", f"![EM per domain]({domain_chart})"]
 
     lines += [
         "",
@@ -178,8 +183,8 @@ def write_report(output_folder, top_confusions: int = 20) -> Path:
         _table(["reference", "output", "count"], [[r, h, c] for (r, h), c in confusions]) if confusions else ["None."]
     )
 
-    lines += ["", "## Learning curves", ""]
     if log:
+        lines += ["", "## Learning curves", ""]
         _plot_curves(log, out / CURVES_CHART)
         last = log[-1]
         lines += [
@@ -188,9 +193,6 @@ def write_report(output_folder, top_confusions: int = 20) -> Path:
             "",
             f"![learning curves]({CURVES_CHART})",
         ]
-    else:
-        lines += [f"No `{TRAIN_LOG}` with validation lines in this folder."]
-
-    report = out / REPORT
+    report = out / REPORT.replace(".md", f"{suffix}.md")
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report

@@ -41,6 +41,7 @@ from stop_slu.frontend import encoder_input
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
 from stop_slu.recipe_args import OverrideError, RunOptionError, fit_run_options, parse_recipe_arguments
 from stop_slu.report import write_report
+from stop_slu.sharding import gather, shard
 from stop_slu.stages import build_tokenizer, copy_tokenizer, prepare_data, report_target_lengths
 from stop_slu.tokenizer.parse_tokenizer import VocabSizeError, load_tokenizer
 from stop_slu.transfer import transfer_pretrained
@@ -224,9 +225,7 @@ class SLU(RobustBrain):
         """DDP: every process's decoded utterances, token accuracy counts and
         loss, combined (the loss weighted by utterances). Returns the loss over
         all processes and the decoded utterances of all, in test-set order."""
-        mine = (self.decoded, self.acc_metric.correct, self.acc_metric.total, float(stage_loss))
-        everyone = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(everyone, mine)
+        everyone = gather((self.decoded, self.acc_metric.correct, self.acc_metric.total, float(stage_loss)))
         logger.info("Test: utterances decoded by rank: %s", " ".join(str(len(d)) for d, _, _, _ in everyone))
         self.acc_metric.correct = sum(c for _, c, _, _ in everyone)
         self.acc_metric.total = sum(t for _, _, t, _ in everyone)
@@ -307,15 +306,6 @@ def searched_first(dataset, size, hparams):
     return FilteredSortedDynamicItemDataset(dataset, order), chosen
 
 
-def test_shard(dataset):
-    """DDP: this process's share of the (duration-sorted) test set, every
-    world_size-th utterance; the whole set in one process."""
-    if not distributed():
-        return dataset
-    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return FilteredSortedDynamicItemDataset(dataset, dataset.data_ids[rank::world])
-
-
 def _save_recipe(hparams_file: str, overrides: dict, output_folder: Path):
     """Keep the config and overrides so the output folder alone rebuilds the model."""
     shutil.copyfile(hparams_file, output_folder / RECIPE_COPY)
@@ -382,7 +372,7 @@ def main(argv=None, init_from=None) -> dict:
         train_loader_kwargs=train_loader_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
-    brain.evaluate(test_shard(test_data), max_key="ACC", test_loader_kwargs=hparams["test_dataloader_opts"])
+    brain.evaluate(shard(test_data), max_key="ACC", test_loader_kwargs=hparams["test_dataloader_opts"])
     return brain.test_scores
 
 
