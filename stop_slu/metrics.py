@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections import Counter
 from pathlib import Path
 
 from stop_slu import parses
 from stop_slu.data_prep.release import domain_of
+
+logger = logging.getLogger(__name__)
 
 
 def _pct(k: int, n: int) -> float:
@@ -151,7 +154,9 @@ def read_parse_tsv(path, side: str = "hypothesis") -> dict:
     ``parse``...), so the recipe's ``predictions_test.tsv`` (ID, hypothesis,
     reference, domain) reads right on either side. Raises ValueError, one line
     starting with the path, for a file that is not UTF-8, has no tab, no rows,
-    an ID twice or a header without a parse column.
+    a header without a parse column, or IDs given twice with different parses
+    (all of them named, with their lines); an ID repeated with the same parse
+    is read once, with a warning naming it.
     """
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
@@ -179,12 +184,33 @@ def read_parse_tsv(path, side: str = "hypothesis") -> dict:
             )
         column = header.index(names[0])
         rows = rows[1:]
-    out = {}
+    out, lines, conflicts, repeated = {}, {}, {}, []
     for line_no, row in rows:
         uid = row[0].strip()
+        parse = row[column] if len(row) > column else ""
         if uid in out:
-            raise ValueError(f"{path}:{line_no}: ID {uid!r} appears twice; keep one line per utterance")
-        out[uid] = row[column] if len(row) > column else ""
+            if parses.canonical(parse) != parses.canonical(out[uid]):
+                conflicts.setdefault(uid, [lines[uid]]).append(line_no)
+            elif uid not in repeated:
+                repeated.append(uid)
+            continue
+        out[uid], lines[uid] = parse, line_no
+    if conflicts:
+        named = [f"{uid!r} (lines {', '.join(map(str, at))})" for uid, at in conflicts.items()]
+        more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+        raise ValueError(
+            f"{path}: {len(conflicts)} ID(s) appear twice with different parses: {', '.join(named[:5])}{more}; "
+            "keep one line per utterance"
+        )
+    if repeated:
+        more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        logger.warning(
+            "%s: %d ID(s) appear more than once with the same parse, scored once: %s%s",
+            path,
+            len(repeated),
+            ", ".join(repeated[:5]),
+            more,
+        )
     return out
 
 

@@ -3,6 +3,7 @@ accepted file gets a well-formed parse and a confidence, anything else one
 line saying why, while the other files of the call are still parsed."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,27 @@ def test_the_python_interface_gives_confidences_and_reasons(parser, tmp_path):
     assert second["file"] == str(short) and "audio too short" in second["error"]
     with pytest.raises(ValueError, match="audio too short"):
         parser.parse_file(short)
+
+
+def test_parse_tsv_feeds_score(trained, prepared, tmp_path):
+    """parse --tsv --csv: one ID<TAB>parse line per utterance of the CSV, with
+    its IDs, which score reads against the same CSV; file-name IDs that clash
+    are refused, naming them."""
+    from stop_slu.data_prep.rows import read_csv
+
+    test_csv = prepared[0] / "test.csv"
+    rows = read_csv(test_csv)
+    result = run_cli("parse", trained[0], "--csv", test_csv, "--tsv")
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [uid for uid, _ in lines] == list(rows)
+    assert all(parses.is_valid(parse) for _, parse in lines)
+    (tmp_path / "hyp.tsv").write_text(result.stdout)
+    scores = json.loads(run_cli("score", test_csv, tmp_path / "hyp.tsv").stdout)
+    assert (scores["n"], scores["ref_without_hyp"], scores["hyp_not_in_ref"]) == (len(rows), 0, 0)
+
+    wavs = [rows[uid]["wav"] for uid in rows]  # STOP's file names repeat across domains
+    clash = run_cli("parse", trained[0], *wavs, "--tsv", check=False)
+    assert clash.returncode != 0 and "Traceback" not in clash.stderr
+    assert "given by two files of the same name (00000001: " in clash.stderr and "--csv" in clash.stderr
+    one = run_cli("parse", trained[0], wavs[0], "--tsv")
+    assert one.stdout.split("\t")[0] == Path(wavs[0]).stem

@@ -128,13 +128,29 @@ def test_unreadable_score_files_are_refused_in_one_line(tmp_path):
         "spaces.tsv": ("".join(f"{k} {v}\n" for k, v in REF.items()), "utf-8", "no tab"),
         "latin1.tsv": ("a\t[IN:GET_WEATHER [SL:LOCATION münchen ] ]\n", "latin-1", "UTF-8"),
         "empty.tsv": ("\n\n", "utf-8", "no ID<TAB>parse lines"),
-        "twice.tsv": ("a\t[IN:GET_ALARM ]\na\t[IN:GET_ALARM ]\n", "utf-8", "appears twice"),
+        "twice.tsv": (
+            "a\t[IN:GET_ALARM ]\nb\t[IN:GET_TIMER ]\nc\t[IN:X ]\na\t[IN:SET_ALARM ]\nb\t[IN:GET_TIMER ]\nc\t[IN:Y ]\n",
+            "utf-8",
+            r"2 ID\(s\) appear twice with different parses: 'a' \(lines 1, 4\), 'c' \(lines 3, 6\);",
+        ),
         "columns.tsv": ("ID\tfoo\tbar\na\tx\ty\n", "utf-8", "no parse column"),
     }
     for name, (text, encoding, reason) in cases.items():
         with pytest.raises(ValueError, match=reason) as error:
             read_parse_tsv(_write(tmp_path / name, text, encoding), "hypothesis")
         assert str(error.value).startswith(str(tmp_path / name)) and "\n" not in str(error.value)
+
+
+def test_an_id_repeated_with_the_same_parse_is_read_once_with_a_warning(tmp_path, caplog):
+    from stop_slu.metrics import read_parse_tsv
+
+    text = "a\t[IN:GET_ALARM ]\nb\t[IN:GET_TIMER ]\na\t[in:get_alarm ]\n"
+    with caplog.at_level("WARNING"):
+        assert read_parse_tsv(_write(tmp_path / "again.tsv", text), "hypothesis") == {
+            "a": "[IN:GET_ALARM ]",
+            "b": "[IN:GET_TIMER ]",
+        }
+    assert "1 ID(s) appear more than once with the same parse, scored once: a" in caplog.text
 
 
 def test_score_counts_ids_on_one_side_only():
