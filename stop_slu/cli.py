@@ -279,7 +279,7 @@ def _cmd_evaluate(args):
     if result.seconds:
         print(
             f"decoded {sum(result.by_rank)} utterances ({result.audio_seconds:.1f} s of audio) in "
-            f"{result.seconds:.1f} s: {result.rate:.2f} utterances/s, "
+            f"{result.seconds:.1f} s ({result.cpu_seconds:.1f} CPU s): {result.rate:.2f} utterances/s, "
             f"{result.seconds / max(result.audio_seconds, 1e-9):.3f} x real time"
         )
     if len(result.by_rank) > 1:

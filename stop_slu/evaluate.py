@@ -72,6 +72,7 @@ class Evaluation:
     by_rank: tuple = (0,)  # utterances decoded by each process in this run
     seconds: float = 0.0  # wall-clock seconds of this run's decoding (loading audio included, model loading not)
     audio_seconds: float = 0.0  # seconds of audio this run decoded
+    cpu_seconds: float = 0.0  # CPU seconds of this run's decoding, all processes together
 
     @property
     def rate(self) -> float:
@@ -110,13 +111,14 @@ def find_csv(data, split: str, out, target: str, low_resource=None, progress: bo
             + (f"pass --split with one of {', '.join(have)}" if have else "pass a prepared folder or a STOP release")
         ) from None
     prepared = Path(out) / "data"
-    splits = (split,) if split in SPLITS else ()
-    if not splits and low_resource is None:
+    if split not in SPLITS and low_resource is None:
         raise EvaluateError(
             f"--split {split}: not a split of the release ({', '.join(SPLITS)}); "
             "a low-resource split needs --low-resource DIR (STOP's low_resource_splits folder)"
         )
     if _is_main():
+        # the low-resource files come with a main split (prepare needs one): the test split, the smallest
+        splits = (split if split in SPLITS else "test",)
         prepare(data, prepared, splits=splits, target=target, low_resource=low_resource, progress=progress)
     _barrier()
     path = prepared / f"{split}.csv"
@@ -292,7 +294,7 @@ def evaluate(
     bar = tqdm(
         total=len(mine), unit="utt", desc=f"evaluate {split}", disable=not (progress and _is_main()), dynamic_ncols=True
     )
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with open(partial / f"rank{rank}.tsv", "a", encoding="utf-8", newline="") as f, bar:
         for batch in loader:
             hyps, reasons = _decode(parser, batch)
@@ -306,7 +308,7 @@ def evaluate(
             f.write("".join(lines))
             f.flush()
             bar.update(len(batch.id))
-    everyone = gather((decoded, refused, time.perf_counter() - start))
+    everyone = gather((decoded, refused, (time.perf_counter() - start, time.process_time() - cpu_start)))
     if not _is_main():
         _barrier()
         return None
@@ -327,7 +329,8 @@ def evaluate(
     _barrier()
     result.resumed = len(done)
     result.by_rank = tuple(len(theirs) for theirs, _, _ in everyone)
-    result.seconds = max(seconds for _, _, seconds in everyone)
+    result.seconds = max(seconds for _, _, (seconds, _) in everyone)
+    result.cpu_seconds = sum(cpu for _, _, (_, cpu) in everyone)
     result.audio_seconds = sum(float(rows[uid]["duration"]) for theirs, _, _ in everyone for uid, *_ in theirs)
     return result
 

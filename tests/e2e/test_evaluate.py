@@ -91,3 +91,21 @@ def test_two_processes_share_the_split_and_gather_it(trained, prepared, one_by_o
     assert "decoded by rank: 8 8" in result.stdout
     assert _rows(out / "predictions_test.tsv") == _rows(one_by_one / "predictions_test.tsv")
     assert (out / "metrics_test.json").read_text() == (one_by_one / "metrics_test.json").read_text()
+
+
+def test_low_resource_and_held_in_splits_evaluate_with_one_command_each(trained, mini_release, low_resource, tmp_path):
+    """The held-out domain's low-resource test file, straight from the release
+    and STOP's low_resource_splits folder; the held-in test of a prepared folder."""
+    prepared, domain, expected, _ = low_resource
+    splits = prepared.parent / "low_resource_splits"
+    out = tmp_path / "held_out"
+    args = ("--low-resource", splits, "--split", f"{domain}_test", "--out", out, "--quiet")
+    result = run_cli("evaluate", trained[0], mini_release, *args)
+    assert f"{domain}_test: EM" in result.stdout
+    metrics = json.loads((out / f"metrics_{domain}_test.json").read_text())
+    assert metrics["n"] == expected["test"] and set(metrics["per_domain"]) == {domain}
+    assert (out / f"report_{domain}_test.md").is_file()
+
+    run_cli("evaluate", trained[0], prepared, "--split", "test", "--out", tmp_path / "held_in", "--quiet")
+    held_in = json.loads((tmp_path / "held_in" / "metrics_test.json").read_text())
+    assert held_in["n"] > 0 and domain not in held_in["per_domain"]
