@@ -255,7 +255,8 @@ def _cmd_evaluate(args):
     )
     split = args.split if csv_path.stem == args.split or not Path(args.data).is_file() else csv_path.stem
     settings = search_settings(parser)
-    run = {"model": str(args.model), "overrides": overrides or {}, **settings, "batch_size": args.batch_size}
+    model = str(Path(args.model).resolve()) if Path(args.model).exists() else str(args.model)
+    run = {"model": model, "overrides": overrides or {}, **settings, "batch_size": args.batch_size}
     result = evaluate(
         parser,
         csv_path,
