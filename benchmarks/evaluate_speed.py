@@ -88,6 +88,9 @@ def main(argv=None):
     parser.add_argument("--model-steps", type=int, default=20, help="training steps (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds, the order alternating (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default: %(default)s)")
+    parser.add_argument(
+        "--settings", default="batch32,batch1,ddp", help="which to run, the first the base (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
 
     work = Path(args.work)
@@ -95,21 +98,22 @@ def main(argv=None):
     data = ensure_data(work, args.train_utterances, args.test_texts)
     model = Path(args.model) if args.model else ensure_model(work, data, args.model_steps)
     settings = [
-        {"name": "1 process, batch 32 (the model's)"},
-        {"name": "1 process, batch 1", "batch_size": 1},
-        {"name": "2 processes (torchrun, gloo), batch 32", "processes": 2},
+        {"key": "batch32", "name": "1 process, batch 32 (the model's)"},
+        {"key": "batch1", "name": "1 process, batch 1", "batch_size": 1},
+        {"key": "ddp", "name": "2 processes (torchrun, gloo), batch 32", "processes": 2},
     ]
+    settings = [s for s in settings if s["key"] in args.settings.split(",")]
     results = {s["name"]: [] for s in settings}
     for round_no in range(args.rounds):
         for setting in settings if round_no % 2 == 0 else settings[::-1]:
-            figures = run(setting, model, data, work / "eval", args.threads)
+            figures = run(setting, model, data, work / f"eval_{setting['key']}", args.threads)
             results[setting["name"]].append(figures)
             print(json.dumps({"round": round_no, "setting": setting["name"], **figures}), flush=True)
     base = sum(r["utt_per_s"] for r in results[settings[0]["name"]]) / args.rounds
     trained = f"hparams/mini.yaml, {args.model_steps} steps on {args.train_utterances} utterances"
     print(f"\nmodel: {model}" + ("" if args.model else f" ({trained})"))
     base_cpu = sum(r["utt_per_cpu_s"] for r in results[settings[0]["name"]]) / args.rounds
-    print("| setting | utterances/s | x real time | utterances per CPU s | against batch 32 (wall, CPU) | test EM |")
+    print("| setting | utterances/s | x real time | utterances per CPU s | against the first (wall, CPU) | test EM |")
     print("|---|---|---|---|---|---|")
     for name, runs in results.items():
         rate = sum(r["utt_per_s"] for r in runs) / len(runs)
