@@ -87,7 +87,7 @@ class SSLFeatures(nn.Module):
 def normalize_rows(wavs: torch.Tensor, wav_lens: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Each row of ``wavs`` (batch, samples) to zero mean and unit variance over
     its own samples (the first ``wav_lens`` (batch,) fraction of the row; a row
-    without padding gets exactly ``F.layer_norm(row, row.shape)``, the
+    without padding gets what ``F.layer_norm(row, row.shape)`` gives, the
     normalisation SSL models were trained with); the padding comes out zero.
     Computed in fp32; returns (batch, samples) in ``wavs``'s dtype."""
     x = wavs.float()
@@ -129,7 +129,8 @@ def normalize_features(normalize, feats: torch.Tensor, wav_lens: torch.Tensor, e
     bf16 autocast an SSL front-end's features come out in bf16, and running
     statistics kept in bf16 stop moving once their count is large. In training
     mode it updates its statistics (until ``epoch`` reaches its
-    ``update_until_epoch``); in eval mode each utterance is normalised alone.
+    ``update_until_epoch``); in eval mode, with global or per-utterance
+    statistics, an utterance's result does not depend on its batch mates.
     """
     with torch.autocast(device_type=feats.device.type, enabled=False):
         return normalize(feats.float(), wav_lens, epoch=epoch)
