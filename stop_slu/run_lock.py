@@ -34,16 +34,17 @@ class RunLockedError(ValueError):
     ValueError, as the recipe's other refusals, so the CLI prints that line)."""
 
 
-def output_folder_of(hparams_file, overrides: dict) -> Path:
-    """The ``output_folder`` that ``hparams_file`` with ``overrides`` gives
-    (references such as ``results/mini/<seed>`` resolved), read without
-    building anything the config declares (no model, no download)."""
+def config_folders(hparams_file, overrides: dict, *keys: str) -> tuple[Path, ...]:
+    """The folders that ``hparams_file`` with ``overrides`` gives its ``keys``
+    (e.g. ``output_folder``; references such as ``results/mini/<seed>``
+    resolved), read without building anything the config declares (no model,
+    no download). Raises ValueError for a ``!PLACEHOLDER`` not overridden."""
     import ruamel.yaml
     from hyperpyyaml import resolve_references
 
     with open(hparams_file, encoding="utf-8") as f:
-        resolved = resolve_references(f, overrides)
-    return Path(str(ruamel.yaml.YAML().load(resolved)["output_folder"]))
+        config = ruamel.yaml.YAML().load(resolve_references(f, overrides))
+    return tuple(Path(str(config[key])) for key in keys)
 
 
 def _holder(path: Path) -> str:
