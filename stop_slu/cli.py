@@ -23,6 +23,8 @@ import os
 import sys
 from pathlib import Path
 
+from stop_slu.data_prep.release import DEFAULT_TARGET
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HPARAMS_DIR = REPO_ROOT / "hparams"
 
@@ -402,8 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--target",
-        default="decoupled_normalized_seqlogical",
-        help="manifest column used as the target parse (default: %(default)s)",
+        default=DEFAULT_TARGET,
+        help="manifest column used as the target parse (default: %(default)s, the full parse: a tokenizer "
+        "trained on it covers every config, decoupled targets included)",
     )
     p.add_argument(
         "--low-resource",

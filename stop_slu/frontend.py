@@ -63,8 +63,17 @@ class SSLFeatures(nn.Module):
         for param in self.ssl_model.parameters():
             param.requires_grad = False
         self.ssl_model.eval()
+        # The wrapper normalises each waveform over its whole padded row, so a
+        # row's padding (how long its batch mates are) changes its features:
+        # normalise here instead, each row over its own samples.
+        self.normalize_wav = bool(getattr(ssl_model, "normalize_wav", False))
+        if self.normalize_wav:
+            ssl_model.normalize_wav = False
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) audio with (batch,) relative lengths -> (batch, frames, hidden size)."""
+        if self.normalize_wav:
+            wavs = normalize_rows(wavs, wav_lens)
         with torch.no_grad():
             hidden_states = self.ssl_model(wavs, wav_lens)
         return self.layer_sum(hidden_states)
@@ -73,6 +82,20 @@ class SSLFeatures(nn.Module):
         super().train(mode)
         self.ssl_model.eval()
         return self
+
+
+def normalize_rows(wavs: torch.Tensor, wav_lens: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Each row of ``wavs`` (batch, samples) to zero mean and unit variance over
+    its own samples (the first ``wav_lens`` (batch,) fraction of the row; a row
+    without padding gets what ``F.layer_norm(row, row.shape)`` gives, the
+    normalisation SSL models were trained with); the padding comes out zero.
+    Computed in fp32; returns (batch, samples) in ``wavs``'s dtype."""
+    x = wavs.float()
+    lengths = torch.round(wav_lens.float() * x.shape[1]).clamp(min=1)
+    mask = (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).float()
+    mean = (x * mask).sum(1, keepdim=True) / lengths[:, None]
+    var = ((x - mean) * mask).square().sum(1, keepdim=True) / lengths[:, None]
+    return ((x - mean) * torch.rsqrt(var + eps) * mask).to(wavs.dtype)
 
 
 def num_hidden_states(ssl_model) -> int:
@@ -98,6 +121,21 @@ def compute_features_of(modules, compute_features, wavs: torch.Tensor, wav_lens:
     return compute_features(wavs)
 
 
+def normalize_features(normalize, feats: torch.Tensor, wav_lens: torch.Tensor, epoch=None) -> torch.Tensor:
+    """Features (batch, frames, features) -> normalised by ``normalize``
+    (SpeechBrain's ``InputNormalization``, the config's ``normalize``), fp32.
+
+    It runs in fp32 with autocast off, whatever the run's precision: under
+    bf16 autocast an SSL front-end's features come out in bf16, and running
+    statistics kept in bf16 stop moving once their count is large. In training
+    mode it updates its statistics (until ``epoch`` reaches its
+    ``update_until_epoch``); in eval mode, with global or per-utterance
+    statistics, an utterance's result does not depend on its batch mates.
+    """
+    with torch.autocast(device_type=feats.device.type, enabled=False):
+        return normalize(feats.float(), wav_lens, epoch=epoch)
+
+
 def encoder_input(modules, compute_features, wavs, wav_lens, epoch=None, fea_augment=None):
     """Audio -> the encoder's input, the same way in training and inference:
     features (``compute_features``) -> normalisation (``modules["normalize"]``)
@@ -112,7 +150,7 @@ def encoder_input(modules, compute_features, wavs, wav_lens, epoch=None, fea_aug
     labels with ``fea_augment.replicate_labels``).
     """
     feats = compute_features_of(modules, compute_features, wavs, wav_lens)
-    feats = modules["normalize"](feats, wav_lens, epoch=epoch)
+    feats = normalize_features(modules["normalize"], feats, wav_lens, epoch=epoch)
     if fea_augment is not None:
         feats, wav_lens = fea_augment(feats, wav_lens)
     return modules["CNN"](feats), wav_lens

@@ -115,6 +115,14 @@ def build_tokenizer(hparams: dict) -> ParseTokenizer:
         )
     given = ParseTokenizer(source)
     problems = reuse_problems(given, targets)
+    trained_on, column = given.meta.get("target_column"), hparams.get("target_column")
+    if problems and not hparams.get("tokenizer_mismatch_ok") and trained_on and column and trained_on != column:
+        raise PrepareError(
+            f"{source}: trained on {trained_on} targets, and this config trains on {column} "
+            f"(target_column): {'; '.join(problems)}, so the model could never output them; make one from "
+            f"{column}: `stop-slu prepare {hparams['data_folder']} PREPARED --target {column}` then "
+            f"`stop-slu tokenizer PREPARED {source}` (or pass --tokenizer_mismatch_ok=True to use it anyway)"
+        )
     if problems and not hparams.get("tokenizer_mismatch_ok"):
         raise PrepareError(
             f"{source}: not trained on this run's train split ({train_csv}): {'; '.join(problems)}, "
@@ -137,13 +145,12 @@ def build_tokenizer(hparams: dict) -> ParseTokenizer:
         hparams["vocab_size"],
         why,
     )
-    trained_on = given.meta.get("target_column")
-    if trained_on and hparams.get("target_column") and trained_on != hparams["target_column"]:
+    if trained_on and column and trained_on != column:
         logger.warning(
             "Tokenizer from %s was trained on %s targets, this run trains on %s: its pieces fit the other column",
             source,
             trained_on,
-            hparams["target_column"],
+            column,
         )
     return ParseTokenizer(folder)
 

@@ -74,6 +74,15 @@ class WhisperSLU(Whisper):
         """The decoder's start tokens: start of transcript, [language, task,] no timestamps."""
         return list(self.tokenizer.prefix_tokens)
 
+    def log_mel_spectrogram(self, audio: torch.Tensor, padding: int = 0) -> torch.Tensor:
+        """(batch, samples) 16 kHz audio -> (batch, n_mels, frames) log-mel, each
+        utterance floored at its own maximum - 8 as Whisper does (SpeechBrain's
+        wrapper floors at the batch's maximum, so an utterance's features would
+        depend on how loud its batch mates are). A 1-D input gives (n_mels, frames)."""
+        if audio.dim() < 2:
+            return super().log_mel_spectrogram(audio, padding)
+        return torch.cat([super(WhisperSLU, self).log_mel_spectrogram(row[None], padding) for row in audio])
+
     def encode(self, wavs: torch.Tensor) -> torch.Tensor:
         """(batch, samples) 16 kHz audio, padded or cut to 30 s -> (batch, 1500, d_model)."""
         return self.forward_encoder(self.log_mel_spectrogram(self.pad_or_trim(wavs)))

@@ -224,6 +224,56 @@ def tiny_whisper(tmp_path_factory):
     return make_tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
 
 
+@pytest.fixture(scope="session")
+def tiny_ssl(tmp_path_factory):
+    """Folders of a tiny randomly initialised WavLM and HuBERT, saved like hub models
+    (``--ssl_hub=DIR``), with the large models' layout (layer-normalised CNN,
+    pre-norm transformer); nothing is downloaded."""
+    import torch
+
+    transformers = pytest.importorskip("transformers", reason="the SSL configs need the ssl extra (transformers)")
+    folders = {}
+    for name, config, model in (("wavlm", "WavLMConfig", "WavLMModel"), ("hubert", "HubertConfig", "HubertModel")):
+        cfg = getattr(transformers, config)(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=(32,) * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+            feat_extract_norm="layer",
+            do_stable_layer_norm=True,
+        )
+        folder = tmp_path_factory.mktemp(f"tiny_{name}")
+        torch.manual_seed(0)
+        getattr(transformers, model)(cfg).save_pretrained(folder)
+        transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+        folders[name] = folder
+    return folders
+
+
+def build_ssl_config(name, ssl_folder, tmp_path):
+    """hparams/conformer_NAME.yaml built with the tiny SSL model in ``ssl_folder`` and a tiny conformer."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(REPO / "hparams" / f"conformer_{name}.yaml", encoding="utf-8") as f:
+        return load_hyperpyyaml(
+            f,
+            {
+                "data_folder": str(tmp_path),
+                "output_folder": str(tmp_path / "out"),
+                "output_neurons": 50,
+                "ssl_hub": str(ssl_folder),
+                "d_model": 32,
+                "nhead": 2,
+                "d_ffn": 64,
+                "num_encoder_layers": 1,
+                "num_decoder_layers": 1,
+            },
+        )
+
+
 # -- STOP's low-resource files, written for a mini-STOP (low-resource and fine-tuning tests) --
 
 

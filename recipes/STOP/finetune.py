@@ -29,6 +29,7 @@ from stop_slu.data_prep.prepare import PrepareError
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, ModelFolderError, check_model_folder
 from stop_slu.recipe import train
 from stop_slu.recipe_args import OverrideError, RunOptionError
+from stop_slu.run_lock import RunLockedError
 
 FINETUNE_OVERRIDES = Path(__file__).resolve().parents[2] / "hparams" / "finetune.yaml"
 
@@ -61,5 +62,5 @@ def main(argv=None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (PrepareError, ModelFolderError, OverrideError, RunOptionError) as error:
+    except (PrepareError, ModelFolderError, OverrideError, RunOptionError, RunLockedError) as error:
         sys.exit(f"error: {error}")

@@ -41,6 +41,7 @@ from stop_slu.frontend import encoder_input
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
 from stop_slu.recipe_args import OverrideError, RunOptionError, fit_run_options, parse_recipe_arguments
 from stop_slu.report import write_report
+from stop_slu.run_lock import RunLockedError, config_folders, lock_output_folder
 from stop_slu.sharding import gather, shard
 from stop_slu.stages import build_tokenizer, copy_tokenizer, prepare_data, report_target_lengths
 from stop_slu.tokenizer.parse_tokenizer import VocabSizeError, load_tokenizer
@@ -319,12 +320,14 @@ def main(argv=None, init_from=None) -> dict:
     hparams_file, run_opts, overrides = parse_recipe_arguments(argv if argv is not None else sys.argv[1:])
     run_opts, run_notes = fit_run_options(run_opts, hparams_file, overrides)
     sb.utils.distributed.ddp_init_group(run_opts)
+    data_folder, output_folder = config_folders(hparams_file, overrides, "data_folder", "output_folder")
+    if not data_folder.is_dir():
+        raise PrepareError(f"{data_folder}: data folder not found; pass --data_folder=<STOP release or mini-STOP>")
+    # One run per output folder: the main process locks it before anything is written or built.
+    run_lock = lock_output_folder(output_folder) if if_main_process() else None
 
     with open(hparams_file, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, overrides)
-    data_folder = Path(str(hparams["data_folder"]))
-    if not data_folder.is_dir():
-        raise PrepareError(f"{data_folder}: data folder not found; pass --data_folder=<STOP release or mini-STOP>")
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
@@ -373,11 +376,21 @@ def main(argv=None, init_from=None) -> dict:
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
     brain.evaluate(shard(test_data), max_key="ACC", test_loader_kwargs=hparams["test_dataloader_opts"])
+    if run_lock is not None:
+        run_lock.release()
     return brain.test_scores
 
 
 if __name__ == "__main__":
     try:
         main()
-    except (PrepareError, CheckpointError, NonFiniteLossError, OverrideError, RunOptionError, VocabSizeError) as error:
+    except (
+        PrepareError,
+        CheckpointError,
+        NonFiniteLossError,
+        OverrideError,
+        RunOptionError,
+        VocabSizeError,
+        RunLockedError,
+    ) as error:
         sys.exit(f"error: {error}")

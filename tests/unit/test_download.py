@@ -135,7 +135,7 @@ def test_download_killed_half_way_resumes_and_prepares_the_same_csvs(archive, mi
     assert (data / "stop.tar.gz").read_bytes() == archive
     assert (data / MARKER_NAME).is_file() and not part.exists()
 
-    prepare(mini_release, tmp_path / "unpacked", progress=False)
+    prepare(mini_release, tmp_path / "unpacked", target="decoupled_normalized_seqlogical", progress=False)
     assert csv_rows(tmp_path / "out" / "data", data / "stop") == csv_rows(tmp_path / "unpacked", mini_release)
 
 

@@ -70,7 +70,7 @@ def test_cli_writes_the_folder_the_recipe_writes_and_reports(prepared, tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["tokenizer.json", "tokenizer.model"]
     tok = ParseTokenizer(out)
     targets = train_targets(prepared)
-    assert tok.meta["target_column"] == "decoupled_normalized_seqlogical"  # from prepare_report.json
+    assert tok.meta["target_column"] == "normalized_seqlogical"  # from prepare_report.json
     assert tok.labels == sorted({label for t in targets for label in parses.labels(t)})
     text = result.stdout
     assert f"{tok.vocab_size} pieces for 150 requested" in text
@@ -131,9 +131,12 @@ def test_sizes_compares_without_keeping(prepared, tmp_path, capsys, monkeypatch)
 def test_cli_errors_are_one_line(prepared, tmp_path, capsys):
     save, _ = prepared
     for args, expected in [
-        ((save, tmp_path / "a", "--vocab_size", 50), "pass --vocab_size=116 or more"),
+        ((save, tmp_path / "a", "--vocab_size", 50), "pass --vocab_size=117 or more"),
         ((save,), "OUT missing"),
-        ((save, tmp_path / "b", "--target_column", "normalized_seqlogical"), "--target normalized_seqlogical"),
+        (
+            (save, tmp_path / "b", "--target_column", "decoupled_normalized_seqlogical"),
+            "--target decoupled_normalized_seqlogical",
+        ),
         ((tmp_path, tmp_path / "c"), "train.csv: no such file"),
         ((save, tmp_path / "d", "--sizes", "100,many"), "not a comma-separated list"),
     ]:
