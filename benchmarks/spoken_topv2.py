@@ -67,7 +67,7 @@ def main(argv=None):
     parser.add_argument("--hparams", default="mini")
     parser.add_argument("--name", default="run", help="name of this run's output folder")
     parser.add_argument("--families", default=",".join(FAMILIES), help="voice families (default: %(default)s)")
-    parser.add_argument("--leave-out", help="a family that speaks eval/test but not train (default: none)")
+    parser.add_argument("--leave-out", help="a family that speaks test but not train or eval (default: none)")
     parser.add_argument(
         "--clean-share", type=float, default=0.2, help="share without room/noise/mic; 1 = all clean (default: 0.2)"
     )

@@ -6,8 +6,8 @@ Piper (a neural voice, ``neural_voice.py``), each utterance with a voice, rate
 and pitch drawn at random. Eval and test are recorded in two takes: take 0 with
 the training voices, take 1 with voices that training never hears. Every
 eval/test text differs from every training text. ``train_families`` leaves a
-family out of training (eval and test still speak every family): the measure
-of how a model does on a family of voices it never heard.
+family out of training and validation (test still speaks every family): the
+measure of how a model does on a family of voices it never heard.
 
 Each utterance is then put in a room, in noise and through a microphone
 (``acoustics.py``; a share stays clean). ``manifests/synthesis.tsv`` gives, for
@@ -159,7 +159,9 @@ def choose_text(n_train, n_eval, n_test, seed, text_dir=None, domains=DOMAINS):
 def plan_rows(train, eval_, test, seed, families=FAMILIES, train_families=None) -> list[Row]:
     """Number files per split and domain, and draw a family and voice for each
     row: training rows from ``train_families`` (default: ``families``, weighted
-    by ``TRAIN_WEIGHTS``), eval/test rows evenly from ``families``."""
+    by ``TRAIN_WEIGHTS``), eval rows evenly from ``train_families`` (validation
+    picks checkpoints: it must not hear a family left out), test rows evenly
+    from ``families``."""
     train_families = tuple(train_families or families)
     rng = random.Random(seed + 1)
     rows = []
@@ -170,7 +172,7 @@ def plan_rows(train, eval_, test, seed, families=FAMILIES, train_families=None) 
             counters[ex.domain] = counters.get(ex.domain, 0) + 1
             numbered.append((counters[ex.domain], ex))
         takes = (None,) if split == "train" else (0, 1)
-        pool = train_families if split == "train" else tuple(families)
+        pool = tuple(families) if split == "test" else train_families
         weights = [TRAIN_WEIGHTS[f] if split == "train" else 1.0 for f in pool]
         for take in takes:
             for number, ex in numbered:

@@ -284,8 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--leave-out",
         choices=["espeak", "piper"],
-        help="voice family left out of training (eval/test still speak it): the EM on a family the model never "
-        "heard, beside the EM on the families it did (own corpus and model folders; default: train on all)",
+        help="voice family left out of training and validation (test still speaks it): the EM on a family the "
+        "model never heard, beside the EM on the families it did (own corpus and model folders; default: train on all)",
     )
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="extra --key=value overrides for the recipe")
     p.set_defaults(func=_cmd_demo)
@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--families",
         help="comma-separated voice families: espeak (eSpeak NG), piper (a neural voice) (default: both)",
     )
-    p.add_argument("--leave-out", help="a family that speaks eval/test but not train (default: none)")
+    p.add_argument("--leave-out", help="a family that speaks test but not train or eval (default: none)")
     p.add_argument(
         "--clean-share",
         type=float,

@@ -130,10 +130,11 @@ def test_sidecar_says_how_every_utterance_was_made(mini_release):
 
 
 @pytest.mark.slow  # synthesis in subprocesses, the neural voice included
-def test_a_family_left_out_of_training_still_speaks_eval_and_test(tmp_path):
+def test_a_family_left_out_of_training_and_validation_still_speaks_test(tmp_path):
     synthesize(tmp_path, n_train=10, n_eval=3, n_test=3, seed=5, progress=False, train_families=("espeak",))
     sidecar = read_sidecar(tmp_path)
     assert {r["family"] for fid, r in sidecar.items() if fid.startswith("train/")} == {"espeak"}
+    assert {r["family"] for fid, r in sidecar.items() if fid.startswith("eval_")} == {"espeak"}  # checkpoint choice
     assert {r["family"] for fid, r in sidecar.items() if fid.startswith("test_")} == set(FAMILIES)
     with pytest.raises(ValueError, match="festival"):
         synthesize(tmp_path / "x", n_train=2, n_eval=1, n_test=1, families=("espeak", "festival"))
