@@ -42,7 +42,7 @@ FAMILIES = (espeak.FAMILY, neural_voice.FAMILY)
 # Share of each family among training utterances when both train: the neural
 # voice costs ~20x eSpeak's CPU time per second of audio (benchmarks/README.md).
 # Eval and test draw families evenly.
-TRAIN_WEIGHTS = {espeak.FAMILY: 0.8, neural_voice.FAMILY: 0.2}
+TRAIN_WEIGHTS = {espeak.FAMILY: 0.9, neural_voice.FAMILY: 0.1}
 ROOMS_PER_SPLIT = 12  # simulated rooms per split: eval/test rooms differ from training rooms
 SIDECAR = "synthesis.tsv"
 SIDECAR_COLUMNS = ("file_id", "family", "voice", "settings", "engine_seed", *acoustics.CONDITION_COLUMNS)
