@@ -21,6 +21,7 @@ import random
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.fft import next_fast_len
 from scipy.signal import butter, fftconvolve, sosfilt
 
 SAMPLE_RATE = 16000
@@ -100,16 +101,17 @@ def reverberate(audio: np.ndarray, rir: np.ndarray, sample_rate: int = SAMPLE_RA
 def colored_noise(kind: str, n: int, seed: int) -> np.ndarray:
     """``n`` samples of white, pink (1/f power) or brown (1/f^2) noise, unit RMS."""
     rng = np.random.default_rng(seed)
-    white = rng.standard_normal(n)
+    size = next_fast_len(n, real=True)  # an FFT of a length with a large prime factor takes 10x longer
+    white = rng.standard_normal(size)
     if kind == "white":
-        noise = white
+        noise = white[:n]
     elif kind in ("pink", "brown"):
         spectrum = np.fft.rfft(white)
         f = np.arange(len(spectrum), dtype=np.float64)
         f[0] = 1.0
         spectrum /= np.sqrt(f) if kind == "pink" else f
         spectrum[0] = 0.0
-        noise = np.fft.irfft(spectrum, n)
+        noise = np.fft.irfft(spectrum, size)[:n]
     else:
         raise ValueError(f"unknown noise kind {kind!r}; one of white, pink, brown (babble is made from speech)")
     rms = np.sqrt(np.mean(noise**2))
