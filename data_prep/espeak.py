@@ -39,13 +39,13 @@ VARIANTS = (
     "klatt2",
     "klatt3",
     "michael",
-    "linda",
-    "steph",
     "andy",
     "annie",
 )
-# Voices kept apart for the held-out takes of eval/test ("other voices").
+# Voices kept apart for the held-out takes of eval/test ("other voices"): none is in VARIANTS.
 HELD_OUT_VARIANTS = ("m8", "steph", "klatt4", "max", "linda")
+NATIVE_ACCENTS = ("en-us", "en", "en-us-nyc", "en-gb-x-rp")
+FAMILY = "espeak"
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,19 @@ class Voice:
     pitch: int = 50  # 0-100
     pitch_range: int = 50  # 0-100
 
+    family = FAMILY
+
     @property
     def name(self) -> str:
         return f"{self.accent}+{self.variant}"
+
+    @property
+    def native(self) -> bool:
+        return self.accent in NATIVE_ACCENTS
+
+    def describe(self) -> str:
+        """Every setting, ``key=value;...`` (a manifest sidecar's field)."""
+        return f"rate={self.rate};pitch={self.pitch};range={self.pitch_range}"
 
     @property
     def gender(self) -> str:

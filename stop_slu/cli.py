@@ -50,8 +50,9 @@ def _domains(text):
 
 def _cmd_synth(args):
     from stop_slu.data_prep.release import DOMAINS
-    from stop_slu.data_prep.synth import synthesize
+    from stop_slu.data_prep.synth import FAMILIES, synthesize
 
+    families = tuple(_domains(args.families) or FAMILIES)
     summary = synthesize(
         args.out,
         n_train=args.train,
@@ -62,6 +63,9 @@ def _cmd_synth(args):
         domains=_domains(args.domains) or DOMAINS,
         workers=args.workers,
         progress=not args.quiet,
+        families=families,
+        train_families=[f for f in families if f != args.leave_out],
+        clean_share=args.clean_share,
     )
     rows = summary["rows"]
     print(
@@ -310,13 +314,14 @@ def _cmd_sagemaker(args):
 
 
 def _cmd_demo(args):
-    from stop_slu.data_prep.synth import synthesize
+    from stop_slu.data_prep.synth import FAMILIES, synthesize
     from stop_slu.recipe import train
     from stop_slu.recipe_args import parse_recipe_arguments
+    from stop_slu.voice_scores import scores_by_voice, summary_line
 
     out = Path(args.out)
-    data = out / "mini_stop"
-    model = out / "model"
+    data = out / ("mini_stop" if not args.leave_out else f"mini_stop_without_{args.leave_out}")
+    model = out / ("model" if not args.leave_out else f"model_without_{args.leave_out}")
     recipe_args = [
         str(hparams_path(args.hparams)),
         f"--data_folder={data}",
@@ -328,8 +333,9 @@ def _cmd_demo(args):
     if (data / "manifests" / "test.tsv").is_file():
         print(f"[1/3] mini-STOP already in {data}")
     else:
-        print(f"[1/3] synthesising mini-STOP in {data}")
-        synthesize(data, n_train=args.train, n_eval=args.valid, n_test=args.test, seed=args.seed)
+        heard = [f for f in FAMILIES if f != args.leave_out]
+        print(f"[1/3] synthesising mini-STOP in {data} (training voices: {', '.join(heard)})")
+        synthesize(data, n_train=args.train, n_eval=args.valid, n_test=args.test, seed=args.seed, train_families=heard)
     budget = f"for up to {args.minutes:g} minutes" if args.minutes else "with no time limit"
     print(f"[2/3] preparing, training {args.hparams} {budget}, testing")
     scores = train.main(recipe_args)
@@ -338,6 +344,10 @@ def _cmd_demo(args):
         f"[3/3] test EM {scores['em']:.1f}% (EM-Tree {scores['em_tree']:.1f}%, "
         f"well-formed {scores['valid']:.1f}%) on {scores['n']} utterances whose text was never trained on"
     )
+    by_voice = scores_by_voice(model / "predictions_test.tsv", data)
+    if by_voice:
+        (model / "metrics_by_voice.json").write_text(json.dumps(by_voice, indent=2) + "\n")
+        print(f"voices: {summary_line(by_voice)}")
     print(f"model: {model}   (predictions: {model / 'predictions_test.tsv'}, metrics: {model / 'metrics_test.json'})")
     if example:
         print(f"try:   stop-slu parse {model} {example[0]}")
@@ -367,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid", type=int, default=150, help="eval utterances per take (default: %(default)s)")
     p.add_argument("--test", type=int, default=150, help="test utterances per take (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="corpus seed (default: %(default)s)")
+    p.add_argument(
+        "--leave-out",
+        choices=["espeak", "piper"],
+        help="voice family left out of training and validation (test still speaks it): the EM on a family the "
+        "model never heard, beside the EM on the families it did (own corpus and model folders; default: train on all)",
+    )
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="extra --key=value overrides for the recipe")
     p.set_defaults(func=_cmd_demo)
 
@@ -374,8 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
         "synth",
         help="write a mini-STOP corpus in the STOP release layout",
         description="Synthesise a STOP-shaped corpus (manifests/*.tsv + 16 kHz wavs) spoken by "
-        "eSpeak NG. Text from the built-in grammar, or from TOPv2 files with --text. "
-        "Same arguments, same bytes.",
+        "eSpeak NG and a neural voice (Piper), in simulated rooms, noise and microphones "
+        "(manifests/synthesis.tsv says how each file was made). Text from the built-in grammar, "
+        "or from TOPv2 files with --text. Same arguments, same bytes.",
     )
     p.add_argument("out", help="output folder (becomes the release root holding manifests/)")
     p.add_argument("--train", type=int, default=3000, help="training utterances (default: %(default)s)")
@@ -385,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", help="TOPv2 folder (<domain>_train.tsv, <domain>_eval.tsv) to take text from")
     p.add_argument("--domains", help="comma-separated domains (default: all eight)")
     p.add_argument("--workers", type=int, default=None, help="synthesis processes (default: up to 2)")
+    p.add_argument(
+        "--families",
+        help="comma-separated voice families: espeak (eSpeak NG), piper (a neural voice) (default: both)",
+    )
+    p.add_argument("--leave-out", help="a family that speaks test but not train or eval (default: none)")
+    p.add_argument(
+        "--clean-share",
+        type=float,
+        default=0.2,
+        help="share of utterances without room, noise or microphone; 1 = all clean (default: %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
 

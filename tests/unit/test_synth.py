@@ -1,4 +1,4 @@
-"""mini-STOP: the release layout, real eSpeak audio, determinism, unseen test text."""
+"""mini-STOP: the release layout, real eSpeak and Piper audio, the synthesis sidecar, determinism, unseen test text."""
 
 import csv
 import hashlib
@@ -9,7 +9,7 @@ from conftest import run_cli
 
 from stop_slu import parses
 from stop_slu.data_prep.release import MANIFEST_COLUMNS, candidate_paths
-from stop_slu.data_prep.synth import synthesize
+from stop_slu.data_prep.synth import FAMILIES, SIDECAR, SIDECAR_COLUMNS, synthesize
 
 
 def read_manifest(root, split):
@@ -73,6 +73,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     synthesize(c, n_train=12, n_eval=3, n_test=3, seed=12, progress=False)
     assert digest(a) == digest(b)
     assert digest(a) != digest(c)
+    assert {r["family"] for r in read_sidecar(a).values()} == set(FAMILIES)  # the neural voice is deterministic too
 
 
 @pytest.mark.slow  # a CLI subprocess (torch and SpeechBrain imported: seconds)
@@ -90,3 +91,50 @@ def test_cli_rejects_unknown_domain(tmp_path):
     result = run_cli("synth", tmp_path / "s", "--domains", "alarm,cooking", check=False)
     assert result.returncode != 0
     assert "cooking" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_held_out_voices_are_absent_from_training():
+    from stop_slu.data_prep import espeak, neural_voice
+
+    assert not set(espeak.HELD_OUT_VARIANTS) & set(espeak.VARIANTS)
+    assert not set(neural_voice.HELD_OUT_WARPS) & set(neural_voice.WARPS)
+
+
+def read_sidecar(root):
+    with open(root / "manifests" / SIDECAR, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert tuple(rows[0]) == SIDECAR_COLUMNS
+    return {r["file_id"]: r for r in rows}
+
+
+def test_sidecar_says_how_every_utterance_was_made(mini_release):
+    from stop_slu.data_prep import espeak, neural_voice
+
+    sidecar = read_sidecar(mini_release)
+    file_ids = [r[0] for split in ("train", "eval", "test") for r in read_manifest(mini_release, split)[1:]]
+    assert sorted(sidecar) == sorted(file_ids)
+    for split in ("eval", "test"):  # both families speak eval and test, in both takes
+        for take in (0, 1):
+            rows = [r for fid, r in sidecar.items() if fid.startswith(f"{split}_{take}/")]
+            assert {r["family"] for r in rows} == set(FAMILIES)
+            for r in rows:
+                held_out = r["voice"].split("+")[-1] in espeak.HELD_OUT_VARIANTS or (
+                    r["family"] == neural_voice.FAMILY and float(r["voice"][4:]) in neural_voice.HELD_OUT_WARPS
+                )
+                assert held_out == (take == 1), r
+    assert any(r["room"] for r in sidecar.values()) and any(r["noise"] == "babble" for r in sidecar.values())
+    for r in sidecar.values():
+        if r["noise"] == "babble":  # talkers from the same split: no held-out text in training audio
+            split = r["file_id"].split("/")[0].split("_")[0]
+            assert {t.split("/")[0].split("_")[0] for t in r["babble_from"].split(",")} == {split}
+
+
+@pytest.mark.slow  # synthesis in subprocesses, the neural voice included
+def test_a_family_left_out_of_training_and_validation_still_speaks_test(tmp_path):
+    synthesize(tmp_path, n_train=10, n_eval=3, n_test=3, seed=5, progress=False, train_families=("espeak",))
+    sidecar = read_sidecar(tmp_path)
+    assert {r["family"] for fid, r in sidecar.items() if fid.startswith("train/")} == {"espeak"}
+    assert {r["family"] for fid, r in sidecar.items() if fid.startswith("eval_")} == {"espeak"}  # checkpoint choice
+    assert {r["family"] for fid, r in sidecar.items() if fid.startswith("test_")} == set(FAMILIES)
+    with pytest.raises(ValueError, match="festival"):
+        synthesize(tmp_path / "x", n_train=2, n_eval=1, n_test=1, families=("espeak", "festival"))
