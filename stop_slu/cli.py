@@ -215,7 +215,10 @@ def _cmd_sagemaker(args):
 
 
 def _cmd_serve(args):
-    from stop_slu.serve import ServeConfig, serve
+    try:
+        from stop_slu.serve import ServeConfig, serve
+    except ImportError as error:
+        raise CLIError(f"stop-slu serve needs FastAPI and uvicorn ({error}); pip install 'stop-slu[serve]'") from None
 
     for option, value in (("--max-batch", args.max_batch), ("--max-queue", args.max_queue)):
         if value < 1:
