@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from stop_slu import parses
 from stop_slu.data_prep.audio import AudioError, load_audio
 from stop_slu.inference import describe
 from stop_slu.serve.batcher import MicroBatcher, QueueFull
@@ -152,6 +153,8 @@ def create_app(parser, config: ServeConfig = ServeConfig(), examples: list[Examp
     shortest, longest = parser.supported_duration()  # computed now, not in the first request
     batcher = MicroBatcher(parser.decode_batch, config.max_batch, config.max_wait_ms, config.max_queue)
     state = {}
+    output_form = parses.decouple_if_valid if parser.hparams.decouple_output else str  # as the model answers
+    references = [e.reference and output_form(e.reference) for e in examples]
 
     @asynccontextmanager
     async def lifespan(app):
@@ -253,7 +256,7 @@ def create_app(parser, config: ServeConfig = ServeConfig(), examples: list[Examp
                 "max_queue": config.max_queue,
             },
             "low_confidence": config.low_confidence,
-            "examples": [{"index": i, "text": e.text, "reference": e.reference} for i, e in enumerate(examples)],
+            "examples": [{"index": i, "text": e.text, "reference": references[i]} for i, e in enumerate(examples)],
         }
 
     @app.get("/v1/examples/{index}", summary="An example clip's audio", responses={404: {"model": Error}})

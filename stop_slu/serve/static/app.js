@@ -53,7 +53,7 @@ async function sendExample(example) {
   try {
     const response = await fetch(`/v1/examples/${example.index}`);
     if (!response.ok) throw new Error(`status ${response.status}`);
-    await send(await response.blob(), `example clip "${example.text}"`, "audio/wav");
+    await send(await response.blob(), `example clip "${example.text}"`, "audio/wav", "example.wav", example.reference);
   } catch (error) {
     showError(`Could not fetch the example clip (${error.message}).`);
   }
@@ -165,7 +165,7 @@ function wavBlob(samples, rate) {
 
 // --- sending and showing the answer ---
 
-async function send(blob, what, type, filename = "clip.wav") {
+async function send(blob, what, type, filename = "clip.wav", reference = null) {
   clearError();
   setBusy(true);
   $("sent").textContent = `Parsing ${what}...`;
@@ -193,7 +193,7 @@ async function send(blob, what, type, filename = "clip.wav") {
     if (!response.ok) throw new Error(`The server refused ${what}: ${answer.error || response.statusText}`);
     const elapsed = performance.now() - started;
     $("sent").textContent = `Parsed ${what}.`;
-    showResult(answer, elapsed);
+    showResult(answer, elapsed, reference);
   } catch (error) {
     $("sent").textContent = "";
     $("result").hidden = true;
@@ -203,7 +203,7 @@ async function send(blob, what, type, filename = "clip.wav") {
   }
 }
 
-function showResult(answer, elapsed) {
+function showResult(answer, elapsed, reference) {
   $("bracket").textContent = answer.parse;
   $("intent").textContent = answer.intent || "(none)";
   $("confidence").textContent = answer.confidence.toFixed(2);
@@ -221,6 +221,11 @@ function showResult(answer, elapsed) {
     warning.hidden = true;
   }
   $("tree").replaceChildren(drawTree(answer.parse));
+  $("reference").hidden = !reference;
+  if (reference) {
+    $("reference-parse").textContent = reference;
+    $("verdict").textContent = reference === answer.parse ? "(the same)" : "(different)";
+  }
   $("copied").textContent = "";
   $("result").hidden = false;
 }
