@@ -9,9 +9,10 @@ connections) a fixed number of requests (``--requests``) is sent, each the
 bytes of a test clip in turn, bounded in time as well (``--seconds`` per
 level). Per level: requests per second (answered / wall time), p50/p95/p99
 latency of the answered ones, 503 refusals (queue full), other errors, and the
-server's resident memory (VmRSS) and peak (VmHWM) from /proc. Then the
-baseline ``SLUParser.parse_file`` on the same clips in this process (median of
-``--requests`` calls, one clip after another), and a soak: ``--soak`` requests
+server's resident memory (VmRSS) and peak (VmHWM) from /proc. Before the
+levels, one client's requests alternate with ``SLUParser.parse_file`` calls on
+the same clips in this process (the baseline, under the same load); after
+them, a soak: ``--soak`` requests
 from 16 clients to the batching server, RSS after the first 200 and at the
 end (bounded by ``--soak-seconds``).
 
@@ -142,10 +143,26 @@ def main(argv=None):
     levels = [int(level) for level in args.levels.split(",")]
     results = {"clips": len(clips), "levels": {}, "memory_kib": {}}
 
+    from stop_slu.inference import load_parser
+
+    parser_ = load_parser(args.model)  # the baseline, in this process
     for mode, batch in (("batching", args.max_batch), ("one_at_a_time", 1)):
         process, port = start(args.model, "--max-batch", batch, "--max-queue", args.max_queue)
         try:
             load(port, bodies, 2, 2 * len(bodies), args.seconds)  # warm-up: every clip once
+            if mode == "batching":  # one client against parse_file, alternating, so both meet the same load
+                direct, served = [], []
+                for i in range(min(args.requests, 2 * len(clips))):
+                    started = time.perf_counter()
+                    parser_.parse_file(clips[i % len(clips)])
+                    direct.append(time.perf_counter() - started)
+                    served.append(load(port, [bodies[i % len(bodies)]], 1, 1, args.seconds)["p50_ms"])
+                results["paired"] = {
+                    "n": len(direct),
+                    "parse_file_p50_ms": round(1000 * statistics.median(direct), 1),
+                    "served_p50_ms": statistics.median(served),
+                }
+                print("paired", json.dumps(results["paired"]), flush=True)
             for clients in levels:
                 row = load(port, bodies, clients, args.requests, args.seconds)
                 row["server_memory_kib"] = memory_kib(process.pid)
@@ -169,18 +186,7 @@ def main(argv=None):
             process.terminate()
             process.wait(60)
 
-    from stop_slu.inference import load_parser
-
-    parser_ = load_parser(args.model)
-    times = []
-    for i in range(min(args.requests, 200)):
-        started = time.perf_counter()
-        parser_.parse_file(clips[i % len(clips)])
-        times.append(time.perf_counter() - started)
-    results["parse_file_p50_ms"] = round(1000 * statistics.median(times[len(clips) :] or times), 1)
-
     levels_ = results["levels"]
-    single = levels_[str(levels[0])]["batching"]["p50_ms"]
     below = [c for c in levels if c <= args.max_queue]
     results["targets"] = {
         "errors_below_queue_limit": sum(
@@ -194,7 +200,9 @@ def main(argv=None):
         )
         if "16" in levels_
         else None,
-        "single_client_p50_over_parse_file": round(single / results["parse_file_p50_ms"], 2),
+        "single_client_p50_over_parse_file": round(
+            results["paired"]["served_p50_ms"] / results["paired"]["parse_file_p50_ms"], 2
+        ),
         "rss_growth_after_soak": results.get("soak", {}).get("growth"),
     }
     print("\nclients  mode            req/s    p50 ms   p95 ms   p99 ms   503   errors  server RSS/peak MiB")
@@ -206,7 +214,7 @@ def main(argv=None):
                 f"  {row['p99_ms']!s:>7}  {row['refused_503']:>4}  {row['errors']:>6}  "
                 f"{memory['VmRSS'] / 1024:.0f}/{memory['VmHWM'] / 1024:.0f}"
             )
-    print(f"parse_file p50: {results['parse_file_p50_ms']} ms")
+    print(f"one client, alternating with parse_file: {json.dumps(results['paired'])}")
     print("targets:", json.dumps(results["targets"]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
