@@ -12,6 +12,7 @@ stop-slu evaluate MODEL DATA       EM of any model on any split: predictions, me
 stop-slu report OUT                (re)write OUT/report.md and its charts
 stop-slu export OUT EXPORT_DIR     a self-contained model folder for inference
 stop-slu sagemaker HPARAMS --data s3://... --output s3://...   train on SageMaker
+stop-slu serve MODEL_DIR           a web page (microphone, upload) and an HTTP API on 127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -313,6 +314,27 @@ def _cmd_sagemaker(args):
     launch(args, hparams_path(args.hparams))
 
 
+def _cmd_serve(args):
+    try:
+        from stop_slu.serve import ServeConfig, serve
+    except ImportError as error:
+        raise CLIError(f"stop-slu serve needs FastAPI and uvicorn ({error}); pip install 'stop-slu[serve]'") from None
+
+    for option, value in (("--max-batch", args.max_batch), ("--max-queue", args.max_queue)):
+        if value < 1:
+            raise CLIError(f"{option} {value}: must be 1 or more")
+    config = ServeConfig(
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        body_timeout_s=args.body_timeout,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        cors_origins=tuple(args.cors_origin),
+        low_confidence=args.low_confidence,
+    )
+    serve(args.model_dir, host=args.host, port=args.port, config=config, device=args.device)
+
+
 def _cmd_demo(args):
     from stop_slu.data_prep.synth import FAMILIES, synthesize
     from stop_slu.recipe import train
@@ -351,6 +373,7 @@ def _cmd_demo(args):
     print(f"model: {model}   (predictions: {model / 'predictions_test.tsv'}, metrics: {model / 'metrics_test.json'})")
     if example:
         print(f"try:   stop-slu parse {model} {example[0]}")
+    print(f"serve: stop-slu serve {model}   (a page with the microphone and an HTTP API on 127.0.0.1:8000)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -622,6 +645,46 @@ examples:
     )
     sagemaker_arguments(p)
     p.set_defaults(func=_cmd_sagemaker)
+
+    p = sub.add_parser(
+        "serve",
+        help="a web page (microphone, upload, example clips) and an HTTP API for a trained model",
+        description="Serve MODEL_DIR (anything parse accepts) on http://HOST:PORT/: the page records "
+        "from the microphone or takes a file and shows the parse as a tree; POST /v1/parse takes "
+        "an audio file's bytes and returns the JSON parse prints; GET /v1/model, GET /health, "
+        "OpenAPI at /docs. Concurrent requests are parsed in batches behind a bounded queue (full: "
+        "503 with Retry-After). Listens on 127.0.0.1 only unless --host says otherwise; see "
+        "docs/serving.md for HTTPS behind a reverse proxy.",
+    )
+    p.add_argument("model_dir", help="a training output folder, an exported model folder or a Hub id")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port, 0 = any free one (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=8, help="most requests per model batch (default: %(default)s)")
+    p.add_argument(
+        "--max-wait-ms", type=float, default=5, help="longest wait for a batch to fill, ms (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=32, help="most requests waiting; beyond: 503 (default: %(default)s)"
+    )
+    p.add_argument("--max-body-mb", type=float, default=25, help="largest request body, MiB (default: %(default)s)")
+    p.add_argument(
+        "--body-timeout", type=float, default=30, help="seconds a client may take to send a body (default: %(default)s)"
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages from ORIGIN (e.g. https://example.org) call the API; repeatable (default: none, CORS off)",
+    )
+    p.add_argument(
+        "--low-confidence",
+        type=float,
+        default=-0.85,
+        help="the page warns below this confidence (default: %(default)s, the demo model's; docs/walkthrough.md)",
+    )
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

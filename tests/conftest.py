@@ -352,3 +352,44 @@ def low_resource(mini_release, tmp_path_factory):
         "--quiet",
     )
     return tmp / "prepared", domain, expected, result
+
+
+# -- stop-slu serve: a real server in a subprocess (page, API and load tests) --
+
+
+class Server:
+    """A running ``stop-slu serve`` subprocess: ``url`` (http://127.0.0.1:PORT), ``process``."""
+
+    def __init__(self, process, url):
+        self.process, self.url = process, url
+        self.port = int(url.rsplit(":", 1)[1].strip("/"))
+
+    def stop(self, timeout=60):
+        """SIGTERM, then wait; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def start_server(model, *options, env=None, timeout=180) -> Server:
+    """``stop-slu serve MODEL --port 0 OPTIONS`` started; returns once it prints its address."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stop_slu.cli", "serve", str(model), "--port", "0", *map(str, options)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **OFFLINE, **(env or {})},
+    )
+    deadline = time.time() + timeout
+    for line in process.stdout:  # "serving NAME at http://127.0.0.1:PORT/  (...)"
+        if line.startswith("serving ") and " at http://" in line:
+            return Server(process, line.split(" at ")[1].split()[0].rstrip("/"))
+        if time.time() > deadline:
+            break
+    process.kill()
+    raise AssertionError(f"stop-slu serve {model} did not start (exit status {process.wait()})")
