@@ -94,7 +94,8 @@ def train(data, out, *extra, check=True, env=None):
 def checkpoints(save):
     """{folder name: (end of epoch?, epoch counter)} of the complete checkpoints in ``save``."""
     found = {}
-    for meta in save.glob("CKPT+*/CKPT.yaml"):
+    for manifest in save.glob("CKPT+*/MANIFEST.json"):  # written last (stop_slu/checkpoints.py)
+        meta = manifest.parent / "CKPT.yaml"
         try:
             found[meta.parent.name] = (
                 yaml.safe_load(meta.read_text())["end-of-epoch"],
