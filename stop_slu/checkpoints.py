@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import yaml
 from speechbrain.utils.checkpoints import METAFNAME, Checkpointer, average_checkpoints
-from speechbrain.utils.distributed import ddp_barrier, if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process, run_on_main
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +174,13 @@ class SafeCheckpointer(Checkpointer):
             if path.is_dir() and path not in complete:
                 logger.warning("Removing the incomplete checkpoint %s (its process stopped while writing it)", path)
                 shutil.rmtree(path, ignore_errors=True)
+
+    def delete_checkpoints(self, **kwargs):
+        """SpeechBrain's ``delete_checkpoints`` (mid-epoch saves call it), decided and
+        done by the main process alone while the others wait: its deletion runs one
+        collective call per checkpoint it deletes, so processes that see other
+        checkpoint folders (machines without a shared output folder) would hang."""
+        run_on_main(super().delete_checkpoints, kwargs=kwargs)
 
     @staticmethod
     def delete(path: Path):

@@ -12,9 +12,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -303,3 +306,29 @@ def low_resource(mini_release, tmp_path_factory):
         "--quiet",
     )
     return tmp / "prepared", domain, expected, result
+
+
+class Snapshots(threading.Thread):
+    """At random moments, copies every file under ``live`` in random order into a new folder
+    under ``into`` (``taken``: the copies finished): a checkpoint folder synced file by file."""
+
+    def __init__(self, live: Path, into: Path, seed: int, pause=(0, 0.03)):
+        super().__init__(daemon=True)
+        self.live, self.into, self.rng, self.done, self.taken = live, into, random.Random(seed), False, []
+        self.pause = pause  # seconds between copies: drawn uniformly in this range
+
+    def run(self):
+        while not self.done:
+            time.sleep(self.rng.uniform(*self.pause))
+            copy = self.into / f"snapshot{len(self.taken):03d}"
+            files = [Path(root) / name for root, _, names in os.walk(self.live) for name in names]
+            self.rng.shuffle(files)
+            for path in files:
+                target = copy / path.relative_to(self.live)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    shutil.copyfile(path, target)
+                except FileNotFoundError:  # deleted meanwhile
+                    pass
+                time.sleep(self.rng.uniform(0, 0.002))
+            self.taken.append(copy)

@@ -18,11 +18,11 @@ import os
 import random
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import Snapshots
 
 from stop_slu.checkpoints import MANIFEST, SafeCheckpointer
 
@@ -57,30 +57,6 @@ def _fully_copied(copy: Path, finals: dict) -> int | None:
         if (copy / name).is_dir() and all(_digests(copy / name).get(f) == d for f, d in digests.items())
     ]
     return max(whole, default=None)
-
-
-class Snapshots(threading.Thread):
-    """At random moments, copies every file of ``live`` in random order into a new folder."""
-
-    def __init__(self, live: Path, into: Path, seed: int):
-        super().__init__(daemon=True)
-        self.live, self.into, self.rng, self.done, self.taken = live, into, random.Random(seed), False, []
-
-    def run(self):
-        while not self.done:
-            time.sleep(self.rng.uniform(0, 0.03))
-            copy = self.into / f"snapshot{len(self.taken):03d}"
-            files = [Path(root) / name for root, _, names in os.walk(self.live) for name in names]
-            self.rng.shuffle(files)
-            for path in files:
-                target = copy / path.relative_to(self.live)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    shutil.copyfile(path, target)
-                except FileNotFoundError:  # deleted meanwhile
-                    pass
-                time.sleep(self.rng.uniform(0, 0.002))
-            self.taken.append(copy)
 
 
 class CloseWriteUploader(threading.Thread):
