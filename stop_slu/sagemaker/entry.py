@@ -231,6 +231,39 @@ def child_environment(job: JobEnvironment, env=os.environ) -> dict:
     return child
 
 
+def job_checks(job: JobEnvironment, env=os.environ) -> list[str]:
+    """``check:`` lines the job prints at its start: what the SageMaker behaviours
+    docs/sagemaker.md relies on look like on this instance (the rehearsal in
+    tests/e2e/test_sagemaker.py assumes them), so a first job shows them."""
+    import torch
+
+    from stop_slu.checkpoints import checkpoint_is_complete
+
+    save = job.output_folder / "save"
+    restored = sorted(p.name for p in save.glob("CKPT+*") if checkpoint_is_complete(p)) if save.is_dir() else []
+    probe = job.data_folder / ".stop-slu-write-probe"
+    try:
+        probe.write_text("")
+        probe.unlink()
+        writable = "writable (the job never writes there)"
+    except OSError:
+        writable = "read-only"
+    versions = "torch " + torch.__version__
+    try:
+        import torchaudio
+
+        versions += ", torchaudio " + torchaudio.__version__
+    except ImportError:
+        versions += ", no torchaudio"
+    return [
+        f"check: host {job.current_host} of {', '.join(job.hosts)}; {job.gpus} GPU(s); "
+        f"instance {job.instance_type or 'unknown'}; {versions} (the image's)",
+        f"check: data channel {job.data_folder} is {writable}; input mode {env.get('SM_INPUT_DATA_CONFIG', '?')}",
+        f"check: output folder {job.output_folder}: {len(restored)} complete checkpoint(s) at the start"
+        + (f", newest {restored[-1]}" if restored else " (a new run, or nothing restored from S3)"),
+    ]
+
+
 def write_failure(job_or_dir, line: str):
     """SageMaker shows /opt/ml/output/failure as the job's failure reason."""
     folder = job_or_dir.output_dir if isinstance(job_or_dir, JobEnvironment) else Path(job_or_dir)
@@ -277,6 +310,8 @@ def main(argv=None):
         write_failure(output_dir, line)
         sys.exit(line)
 
+    for line in job_checks(job):
+        print(line, flush=True)
     command = training_command(job, recipe_args)
     print(f"[{job.current_host}] {shlex.join(command)}", flush=True)
     status, error = run_training(command, child_environment(job))

@@ -489,6 +489,8 @@ def launch(args, hparams_file) -> dict:
             raise LaunchError(CREDENTIALS_HINT) from None
         except (BotoCoreError, ClientError, RoleValidationError, SageMakerCoreError) as error:
             raise LaunchError("SageMaker: " + " ".join(str(error).split())) from None
+    for note in launch_notes(args):
+        print(note, file=sys.stderr, flush=True)
     print(json.dumps(summary, indent=2, default=str) if args.dry_run else _describe(summary), flush=True)
     return summary
 
@@ -539,6 +541,45 @@ def _submitted(trainer, region: str, run_uri: str) -> dict:
         "model": f"{run_uri}/{name}/output/model.tar.gz",
         "run": run_uri.rsplit("/", 1)[1],
     }
+
+
+# On-demand prices of SageMaker training instances in us-east-1, USD per hour (from the SageMaker
+# pricing page; they vary by region and change): the estimate printed at launch.
+PRICES = {
+    "ml.g5.2xlarge": 1.515,
+    "ml.g5.12xlarge": 7.09,
+    "ml.g5.48xlarge": 20.36,
+    "ml.g6.2xlarge": 1.222,
+    "ml.p3.2xlarge": 3.825,
+    "ml.p4d.24xlarge": 37.69,
+    "ml.p5.48xlarge": 113.07,
+}
+# Instances whose storage is local NVMe (SageMaker ignores VolumeSizeInGB for them).
+LOCAL_NVME = ("ml.p4d.", "ml.p4de.", "ml.p5.", "ml.p5e.", "ml.p5en.", "ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.")
+
+
+def launch_notes(args) -> list[str]:
+    """Lines printed at launch: the cost estimate (labelled as one) and what
+    --volume-gb does on the instance chosen."""
+    notes = []
+    price = PRICES.get(args.instance_type)
+    if price:
+        hours, hourly = args.max_hours, args.instance_count * price
+        spot = " before the spot discount" if args.spot else ""
+        notes.append(
+            f"cost estimate (not a measurement): {args.instance_count} x {args.instance_type} at ${price:g}/h "
+            f"on demand (us-east-1) = ${hourly:.2f} per hour; at most ${hourly * hours:.0f} for --max-hours "
+            f"{hours:g}{spot}; conformer takes about 8 min per epoch on one ml.g5.2xlarge "
+            "(estimated: docs/sagemaker.md#what-an-epoch-costs-estimate)"
+        )
+    else:
+        notes.append(f"cost estimate: no price on record for {args.instance_type}; see the SageMaker pricing page")
+    if args.instance_type.startswith(LOCAL_NVME):
+        notes.append(
+            f"storage: {args.instance_type} has local NVMe instance storage of a fixed size, which SageMaker "
+            f"mounts instead of an EBS volume; --volume-gb {args.volume_gb} does not enlarge it"
+        )
+    return notes
 
 
 def _describe(summary: dict) -> str:

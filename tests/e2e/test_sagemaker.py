@@ -301,6 +301,18 @@ def test_the_job_installs_the_versions_the_tests_run_with():
     assert install_constraints("2.8").endswith("torch==2.8.*\ntorchaudio==2.8.*\n")
 
 
+def test_launch_prints_a_labelled_cost_estimate_and_what_volume_gb_does():
+    from stop_slu.sagemaker.launch import launch_notes
+
+    args = SimpleNamespace(instance_type="ml.g5.2xlarge", instance_count=2, max_hours=3.0, spot=True, volume_gb=100)
+    cost, storage = launch_notes(args)
+    assert cost.startswith("cost estimate (not a measurement): 2 x ml.g5.2xlarge at $1.515/h on demand")
+    assert "$3.03 per hour; at most $9 for --max-hours 3 before the spot discount" in cost
+    assert storage.startswith("storage: ml.g5.2xlarge has local NVMe instance storage") and "--volume-gb 100" in storage
+    (unknown,) = launch_notes(SimpleNamespace(**{**vars(args), "instance_type": "ml.m5.xlarge"}))
+    assert unknown.startswith("cost estimate: no price on record for ml.m5.xlarge")
+
+
 def test_launcher_errors_are_one_line_before_anything_is_built(tmp_path):
     mini = REPO / "hparams" / "mini.yaml"
     assert recipe_overrides(mini, ["--number_of_epochs=3", "--precision=bf16"]) == {
@@ -605,5 +617,9 @@ def test_rehearsal_two_hosts_spot_interruption_resume_and_export(mini_release, t
         written = [line for line in run.watch.read_text().splitlines() if channel in line]
         assert written == [], written[:5]
         assert not (run.opt_ml / "output" / "failure").exists()
+    # The first job's check lines: what was restored, what the channel is.
+    second_log = second[0].log.read_text()
+    assert f"complete checkpoint(s) at the start, newest {newest.name}" in second_log
+    assert re.search(r"check: data channel .* is (read-only|writable)", second_log)
     # No progress bars in the log (CloudWatch keeps every redraw).
     assert "\r" not in second[0].log.read_text()
