@@ -15,8 +15,10 @@ VENV=${2:-/tmp/stop-slu-py312-torch28}
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install -q --no-deps "torch==2.8.0" "torchaudio==2.8.0"
 "$VENV/bin/pip" install -q sympy networkx jinja2 filelock fsspec typing-extensions
-"$VENV/bin/pip" install -q -c stop_slu/sagemaker/constraints.txt -c <(printf 'torch==2.8.0\ntorchaudio==2.8.0\n') \
-    -e ".[ssl]" pytest inotify_simple
+# The package and its pinned dependencies, without letting pip pull torch's nvidia-* packages back in.
+"$VENV/bin/pip" install -q --no-deps -e .
+grep -v '^#' stop_slu/sagemaker/constraints.txt > "$VENV/pins.txt"
+"$VENV/bin/pip" install -q -r "$VENV/pins.txt" pytest inotify_simple
 "$VENV/bin/python" -c "import sys, torch, torchaudio, speechbrain; print('python', sys.version.split()[0], \
 'torch', torch.__version__, 'torchaudio', torchaudio.__version__, 'speechbrain', speechbrain.__version__)"
 "$VENV/bin/python" -m pytest -q -m "not slow" tests/unit -p no:cacheprovider

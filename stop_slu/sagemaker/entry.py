@@ -241,13 +241,11 @@ def job_checks(job: JobEnvironment, env=os.environ) -> list[str]:
 
     save = job.output_folder / "save"
     restored = sorted(p.name for p in save.glob("CKPT+*") if checkpoint_is_complete(p)) if save.is_dir() else []
-    probe = job.data_folder / ".stop-slu-write-probe"
-    try:
-        probe.write_text("")
-        probe.unlink()
-        writable = "writable (the job never writes there)"
+    try:  # the mount's flags: nothing is written to find out
+        read_only = bool(os.statvfs(job.data_folder).f_flag & os.ST_RDONLY)
     except OSError:
-        writable = "read-only"
+        read_only = False
+    writable = "read-only" if read_only else "writable (the job never writes there)"
     versions = "torch " + torch.__version__
     try:
         import torchaudio
