@@ -14,6 +14,7 @@ and are skipped without it; the entry point needs neither.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import json
 import os
@@ -475,6 +476,12 @@ def test_entry_point_outside_a_job_says_so_in_one_line():
 
 
 # ---- the rehearsal: a two-instance spot job, inside ----------------------------
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (torchrun starts its workers in sessions of their own)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [pid, *(p for child in children for p in _process_tree(int(child)))]
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -584,8 +591,11 @@ def test_rehearsal_two_hosts_spot_interruption_resume_and_export(mini_release, t
             time.sleep(0.05)
         time.sleep(rng.uniform(0, 0.5))
     finally:
+        doomed = [pid for run in first for pid in _process_tree(run.process.pid)]  # torchrun's workers included
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for run in first:
-            os.killpg(run.process.pid, signal.SIGKILL)
             run.process.wait()
         copies.done = True
         copies.join()
