@@ -185,7 +185,7 @@ class RobustBrain(sb.core.Brain):
 
     def on_stage_end(self, stage, stage_loss, epoch):
         if stage == sb.Stage.TRAIN and distributed():
-            self.check_ranks_in_sync(epoch)
+            self.check_ranks_in_sync(f"epoch {epoch}")
 
     def log_stats(self, **stats):
         """To train_log.txt, and to TensorBoard when ``use_tensorboard`` is on."""
@@ -198,7 +198,7 @@ class RobustBrain(sb.core.Brain):
             stats["stats_meta"] = {k: v for k, v in stats["stats_meta"].items() if k != "Epoch loaded"}
             self._tensorboard.log_stats(**stats)
 
-    def check_ranks_in_sync(self, epoch):
+    def check_ranks_in_sync(self, when: str):
         """DDP: every process must hold the same weights and the same feature
         normalisation statistics (SpeechBrain's ``InputNormalization`` all-reduces
         each batch's statistics); log their digests, stop if they differ."""
@@ -210,6 +210,6 @@ class RobustBrain(sb.core.Brain):
         for name, what, digest in checks:
             digests = [None] * torch.distributed.get_world_size()
             torch.distributed.all_gather_object(digests, digest)
-            logger.info("epoch %s: %s sha256 by rank: %s", epoch, name, " ".join(digests))
+            logger.info("%s: %s sha256 by rank: %s", when, name, " ".join(digests))
             if len(set(digests)) > 1:
-                raise RuntimeError(f"epoch {epoch}: the processes' {what} differ (sha256 by rank: {digests})")
+                raise RuntimeError(f"{when}: the processes' {what} differ (sha256 by rank: {digests})")

@@ -2,8 +2,9 @@
 complete one, loaded without running pickled code, and averaged for testing.
 
 - ``SafeCheckpointer``: SpeechBrain's Checkpointer, but a checkpoint folder
-  counts only once all its files are on disk (its ``CKPT.yaml`` is written
-  last, then renamed into place, and lists every file with its size), and
+  counts only once all its files are there whole (``MANIFEST.json``, written
+  last, lists every file with its size and SHA-256; a copy made file by file
+  in any order counts only once every file arrived), and
   every load uses ``torch.load(weights_only=True)``; ``save_and_keep_best``
   keeps only what averaging needs and the latest checkpoint.
 - ``load_averaged_model``: for testing and inference, the best checkpoint's
@@ -18,6 +19,7 @@ complete one, loaded without running pickled code, and averaged for testing.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -29,12 +31,12 @@ from pathlib import Path
 import torch
 import yaml
 from speechbrain.utils.checkpoints import METAFNAME, Checkpointer, average_checkpoints
-from speechbrain.utils.distributed import ddp_barrier, if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process, run_on_main
 
 logger = logging.getLogger(__name__)
 
-FILES_KEY = "files"  # in CKPT.yaml: {file name: size in bytes} of a complete checkpoint
-_PENDING = ".pending"  # CKPT.yaml is written as CKPT.yaml.pending, then renamed
+MANIFEST = "MANIFEST.json"  # written last into each checkpoint folder: every other file's size and sha256
+LEGACY_FILES_KEY = "files"  # checkpoints of 0.2: CKPT.yaml lists {file name: size in bytes}
 
 
 class CheckpointError(ValueError):
@@ -72,16 +74,83 @@ def _fsync(path: Path):
         os.close(fd)
 
 
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def seal_checkpoint(folder) -> Path:
+    """Write ``folder/MANIFEST.json``: the size and SHA-256 of every other file in
+    the checkpoint folder, written in place (no rename: a copy that only sees
+    files written in place still gets it) after those files are flushed to disk.
+    Returns the manifest's path."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
+    for path in files:
+        _fsync(path)
+    listed = {p.name: {"bytes": p.stat().st_size, "sha256": _file_sha256(p)} for p in files}
+    manifest = folder / MANIFEST
+    with open(manifest, "w", encoding="utf-8") as f:
+        json.dump({"files": listed}, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync(folder)
+    return manifest
+
+
+_VERIFIED: dict = {}  # {(folder, stats of its files): verdict}: a folder's files never change once sealed
+
+
+def checkpoint_is_complete(folder) -> bool:
+    """True when ``folder`` holds every file its ``MANIFEST.json`` lists, each with
+    the listed size and SHA-256; so a folder cut short by a kill, half deleted, or
+    copied file by file in any order and at any moment (a spot instance's restored
+    checkpoints) counts only once all its files arrived whole. Checkpoints of 0.2
+    (no manifest; CKPT.yaml lists file sizes) are checked by size."""
+    folder = Path(folder)
+    try:
+        stats = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()))
+    except FileNotFoundError:
+        return False
+    key = (str(folder.resolve()), stats)
+    if key not in _VERIFIED:
+        if len(_VERIFIED) > 1000:
+            _VERIFIED.clear()
+        _VERIFIED[key] = _verify(folder)
+    return _VERIFIED[key]
+
+
+def _verify(folder: Path) -> bool:
+    try:
+        if (folder / MANIFEST).is_file():
+            with open(folder / MANIFEST, encoding="utf-8") as f:
+                listed = json.load(f)["files"]
+            return METAFNAME in listed and all(
+                (folder / name).is_file()
+                and (folder / name).stat().st_size == entry["bytes"]
+                and _file_sha256(folder / name) == entry["sha256"]
+                for name, entry in listed.items()
+            )
+        with open(folder / METAFNAME, encoding="utf-8") as f:
+            sizes = (yaml.safe_load(f) or {}).get(LEGACY_FILES_KEY)
+        return isinstance(sizes, dict) and all(
+            (folder / name).is_file() and (folder / name).stat().st_size == size for name, size in sizes.items()
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        return False  # missing, cut short or garbled: not complete
+
+
 class SafeCheckpointer(Checkpointer):
     """A Checkpointer whose checkpoints are complete or invisible.
 
-    SpeechBrain writes a checkpoint's ``CKPT.yaml`` (the mark of a checkpoint
-    folder) before its parameter files, so a process killed while saving leaves
-    a folder that looks complete. Here the parameter files are written and
-    flushed first; ``CKPT.yaml``, listing every file with its size, is then
-    written under a temporary name and renamed into place. A folder without it,
-    or whose files do not match it (killed while saving or deleting), is never
-    listed nor loaded, and is removed at the next save.
+    SpeechBrain writes a checkpoint folder's files (``CKPT.yaml``, the parameter
+    files) in an order of its choosing; here, once they are all written and
+    flushed, ``MANIFEST.json`` is added, listing each with its size and SHA-256
+    (``seal_checkpoint``). A folder counts as a checkpoint only when every listed
+    file is there with that size and digest (``checkpoint_is_complete``): one
+    cut short by a kill, half deleted, or half copied (in any file order, at any
+    moment) is never listed nor loaded, and is removed at the next save. Nothing
+    depends on the order in which SpeechBrain writes the files.
     """
 
     def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
@@ -89,34 +158,12 @@ class SafeCheckpointer(Checkpointer):
             self._remove_incomplete()
         checkpoint = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name, verbosity=verbosity)
         if checkpoint is not None:  # the main process: all files written, mark it complete
-            files = sorted(p for p in checkpoint.path.iterdir() if p.name != METAFNAME + _PENDING)
-            for path in files:
-                _fsync(path)
-            checkpoint.meta[FILES_KEY] = {p.name: p.stat().st_size for p in files}
-            pending = checkpoint.path / (METAFNAME + _PENDING)
-            super()._save_checkpoint_metafile(pending, checkpoint.meta, end_of_epoch)
-            _fsync(pending)
-            os.replace(pending, checkpoint.path / METAFNAME)
-            _fsync(checkpoint.path)
+            seal_checkpoint(checkpoint.path)
         ddp_barrier()  # every process sees the same, complete checkpoints from here on
         return checkpoint
 
-    def _save_checkpoint_metafile(self, fpath, meta_to_include={}, end_of_epoch=True):
-        # Called by save_checkpoint before the parameter files: keep the meta data
-        # in a pending file; the complete CKPT.yaml is written after them.
-        return super()._save_checkpoint_metafile(Path(str(fpath) + _PENDING), meta_to_include, end_of_epoch)
-
     def _list_checkpoint_dirs(self):
-        return [path for path in super()._list_checkpoint_dirs() if self._is_complete(path)]
-
-    @staticmethod
-    def _is_complete(path: Path) -> bool:
-        """CKPT.yaml lists every file with its size (older checkpoints list none)."""
-        with open(path / METAFNAME, encoding="utf-8") as f:
-            files = (yaml.safe_load(f) or {}).get(FILES_KEY)
-        if files is None:
-            return True
-        return all((path / name).is_file() and (path / name).stat().st_size == size for name, size in files.items())
+        return [path for path in super()._list_checkpoint_dirs() if checkpoint_is_complete(path)]
 
     def _remove_incomplete(self):
         """Delete checkpoint folders left by a process killed while saving or deleting."""
@@ -127,6 +174,19 @@ class SafeCheckpointer(Checkpointer):
             if path.is_dir() and path not in complete:
                 logger.warning("Removing the incomplete checkpoint %s (its process stopped while writing it)", path)
                 shutil.rmtree(path, ignore_errors=True)
+
+    def delete_checkpoints(self, **kwargs):
+        """SpeechBrain's ``delete_checkpoints`` (mid-epoch saves call it), decided and
+        done by the main process alone while the others wait: its deletion runs one
+        collective call per checkpoint it deletes, so processes that see other
+        checkpoint folders (machines without a shared output folder) would hang."""
+        run_on_main(super().delete_checkpoints, kwargs=kwargs)
+
+    @staticmethod
+    def delete(path: Path):
+        """Remove a checkpoint folder, its manifest first: it stops counting at once."""
+        (Path(path) / MANIFEST).unlink(missing_ok=True)
+        shutil.rmtree(path, ignore_errors=True)
 
     def save_and_keep_best(self, meta: dict, max_key: str, num_best: int):
         """Save an end-of-epoch checkpoint, then delete every checkpoint but the
@@ -145,7 +205,7 @@ class SafeCheckpointer(Checkpointer):
         if if_main_process():
             for checkpoint in self.list_checkpoints():
                 if checkpoint.path not in keep:
-                    Checkpointer._delete_checkpoint(checkpoint, verbosity=logging.DEBUG)
+                    self.delete(checkpoint.path)
         ddp_barrier()
 
     def _call_load_hooks(self, checkpoint):

@@ -12,9 +12,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -94,7 +97,8 @@ def train(data, out, *extra, check=True, env=None):
 def checkpoints(save):
     """{folder name: (end of epoch?, epoch counter)} of the complete checkpoints in ``save``."""
     found = {}
-    for meta in save.glob("CKPT+*/CKPT.yaml"):
+    for manifest in save.glob("CKPT+*/MANIFEST.json"):  # written last (stop_slu/checkpoints.py)
+        meta = manifest.parent / "CKPT.yaml"
         try:
             found[meta.parent.name] = (
                 yaml.safe_load(meta.read_text())["end-of-epoch"],
@@ -393,3 +397,29 @@ def start_server(model, *options, env=None, timeout=180) -> Server:
             break
     process.kill()
     raise AssertionError(f"stop-slu serve {model} did not start (exit status {process.wait()})")
+
+
+class Snapshots(threading.Thread):
+    """At random moments, copies every file under ``live`` in random order into a new folder
+    under ``into`` (``taken``: the copies finished): a checkpoint folder synced file by file."""
+
+    def __init__(self, live: Path, into: Path, seed: int, pause=(0, 0.03)):
+        super().__init__(daemon=True)
+        self.live, self.into, self.rng, self.done, self.taken = live, into, random.Random(seed), False, []
+        self.pause = pause  # seconds between copies: drawn uniformly in this range
+
+    def run(self):
+        while not self.done:
+            time.sleep(self.rng.uniform(*self.pause))
+            copy = self.into / f"snapshot{len(self.taken):03d}"
+            files = [Path(root) / name for root, _, names in os.walk(self.live) for name in names]
+            self.rng.shuffle(files)
+            for path in files:
+                target = copy / path.relative_to(self.live)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    shutil.copyfile(path, target)
+                except FileNotFoundError:  # deleted meanwhile
+                    pass
+                time.sleep(self.rng.uniform(0, 0.002))
+            self.taken.append(copy)

@@ -39,6 +39,7 @@ from stop_slu.data_prep.prepare import PrepareError
 from stop_slu.data_prep.rows import read_csv
 from stop_slu.frontend import encoder_input
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
+from stop_slu.nodes import OutputFolder
 from stop_slu.recipe_args import OverrideError, RunOptionError, fit_run_options, parse_recipe_arguments
 from stop_slu.report import write_report
 from stop_slu.run_lock import RunLockedError, config_folders, lock_output_folder
@@ -237,8 +238,11 @@ class SLU(RobustBrain):
         return loss, decoded
 
     def on_evaluate_start(self, max_key=None, min_key=None):
-        """Load the average of the best checkpoints (by valid token accuracy)."""
+        """Load the average of the best checkpoints (by valid token accuracy); DDP:
+        every process must then hold the same weights (digests compared)."""
         load_averaged_model(vars(self.hparams), max_key=max_key, min_key=min_key, device=self.device)
+        if distributed():
+            self.check_ranks_in_sync("test")
 
 
 def dataio_prepare(hparams, tokenizer):
@@ -336,11 +340,14 @@ def main(argv=None, init_from=None) -> dict:
     )
     for note in run_notes:  # run options changed to work here: in log.txt
         logger.warning(note)
+    output = OutputFolder.check(hparams["output_folder"])  # machines without a shared disk get rank 0's files
     run_on_main(prepare_data, kwargs={"hparams": hparams})
+    output.share(hparams["prepare_folder"])
     if init_from:  # fine-tuning: the source model's tokenizer, so the output layer matches
         run_on_main(copy_tokenizer, kwargs={"model_dir": init_from, "folder": hparams["tokenizer_folder"]})
     else:
         run_on_main(build_tokenizer, kwargs={"hparams": hparams})
+    output.share(hparams["tokenizer_folder"])
     tokenizer = load_tokenizer(hparams["tokenizer_folder"])  # every rank loads the trained model
     run_on_main(report_target_lengths, kwargs={"hparams": hparams, "tokenizer": tokenizer})
 
@@ -368,6 +375,7 @@ def main(argv=None, init_from=None) -> dict:
     brain.test_ids = list(test_data.data_ids)
     if init_from:  # fine-tuning: start from the source model's averaged weights
         load_source_weights(init_from, hparams, brain.device)
+    output.share_checkpoints(hparams["checkpointer"])  # a resumed run recovers rank 0's state everywhere
     brain.fit(
         brain.hparams.epoch_counter,
         train_data,
@@ -375,6 +383,7 @@ def main(argv=None, init_from=None) -> dict:
         train_loader_kwargs=train_loader_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
+    output.share_checkpoints(hparams["checkpointer"])  # every process averages rank 0's checkpoints
     brain.evaluate(shard(test_data), max_key="ACC", test_loader_kwargs=hparams["test_dataloader_opts"])
     if run_lock is not None:
         run_lock.release()

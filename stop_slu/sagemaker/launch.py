@@ -49,6 +49,13 @@ ENTRY_SCRIPT = "stop_slu/sagemaker/entry.py"
 DEFAULT_INSTANCE = "ml.g5.2xlarge"  # 1 x NVIDIA A10G (24 GB), 8 vCPUs, 32 GB of memory
 DEFAULT_FRAMEWORK = "2.8"  # AWS's PyTorch training image (pytorch-training:2.8-gpu-py312)
 DRY_RUN_ROLE = "arn:aws:iam::111122223333:role/DRY-RUN-ROLE"
+PINS = Path(__file__).with_name("constraints.txt")
+REQUIREMENTS = "-c constraints.txt\n.[ssl]\n"
+RUNNING = ("InProgress", "Stopping")  # training job states that still write the run's checkpoints
+CREDENTIALS_HINT = (
+    "no AWS credentials found: run `aws configure` (access keys) or `aws configure sso` then "
+    "`aws sso login --profile PROFILE` and set AWS_PROFILE=PROFILE; or use --dry-run, which needs none"
+)
 INSTALL_HINT = "pip install 'stop-slu[sagemaker]'"
 
 # The lines the recipe logs (SpeechBrain's FileTrainLogger: one per epoch, one for the test):
@@ -92,8 +99,14 @@ def _add_options(parser):
     )
     parser.add_argument(
         "--job-name",
-        help="run name: the checkpoint folder and the training job's prefix; "
-        "the same name again resumes (default: stop-slu-CONFIG)",
+        help="name of a new run: its checkpoint folder and training jobs' prefix "
+        "(default: stop-slu-CONFIG-YYYYMMDD-HHMMSS, new at every launch)",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="NAME",
+        help="continue the run NAME (printed at its launch) from its last checkpoint; "
+        "refused while a training job of that run is in progress",
     )
     parser.add_argument("--instance-type", default=DEFAULT_INSTANCE, help="default: %(default)s")
     parser.add_argument("--instance-count", type=int, default=1, help="default: %(default)s")
@@ -160,8 +173,17 @@ def _check_options(args):
             raise LaunchError(f"--{name} is required (an s3://BUCKET/PREFIX/ URI)")
         if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", uri):
             raise LaunchError(f"--{name} {uri}: not an S3 URI; expected s3://BUCKET/PREFIX/")
-    if args.job_name and not re.fullmatch(r"[A-Za-z0-9](-?[A-Za-z0-9])*", args.job_name):
-        raise LaunchError(f"--job-name {args.job_name}: use letters, digits and single hyphens")
+    for option, name in (("--job-name", args.job_name), ("--resume", args.resume)):
+        if name and not re.fullmatch(r"[A-Za-z0-9](-?[A-Za-z0-9])*", name):
+            raise LaunchError(f"{option} {name}: use letters, digits and single hyphens")
+    if args.job_name and args.resume:
+        raise LaunchError("--job-name names a new run, --resume an earlier one: pass one of them")
+    if args.data.endswith((".tar.gz", ".tgz", ".tar")):
+        raise LaunchError(
+            f"--data {args.data}: an archive; the job reads the extracted release (the folder holding manifests/): "
+            "tar -xzf stop.tar.gz && aws s3 sync stop/ s3://BUCKET/stop/, then --data s3://BUCKET/stop/"
+        )
+    args.data = args.data.rstrip("/") + "/"  # an exact folder: s3://B/stop would also match s3://B/stop.tar.gz
     if args.instance_count < 1:
         raise LaunchError(f"--instance-count {args.instance_count}: at least 1")
     if args.max_wait_hours is not None and not args.spot:
@@ -209,7 +231,19 @@ def recipe_overrides(hparams_file: Path, overrides: list[str]) -> dict:
 
 
 # ---- the job -----------------------------------------------------------------------
-def stage_source(hparams_file: Path, folder: Path) -> str:
+def install_constraints(framework_version: str | None) -> str:
+    """The job's pip constraints: the pins the tests ran with (constraints.txt beside
+    this module) and, for AWS's image of ``framework_version``, its torch and
+    torchaudio, so pip fails at install, rather than replacing them with PyPI wheels
+    that do not match the image's CUDA or each other. None: another image
+    (``--image-uri``), whose torch the constraints cannot name."""
+    pins = PINS.read_text(encoding="utf-8")
+    if framework_version:
+        pins += f"torch=={framework_version}.*\ntorchaudio=={framework_version}.*\n"
+    return pins
+
+
+def stage_source(hparams_file: Path, folder: Path, framework_version: str | None = DEFAULT_FRAMEWORK) -> str:
     """Fill ``folder`` with the job's source: the package, the configs, the entry point,
     requirements.txt and the config given; returns the config's path inside it."""
     if not (REPO_ROOT / "pyproject.toml").is_file():
@@ -223,16 +257,64 @@ def stage_source(hparams_file: Path, folder: Path) -> str:
             shutil.copytree(source, folder / part, ignore=shutil.ignore_patterns(*SKIP_IN_SOURCE))
         else:
             shutil.copy2(source, folder / part)
-    (folder / "requirements.txt").write_text(".\n")  # pip install . : pyproject.toml's dependencies
+    (folder / "constraints.txt").write_text(install_constraints(framework_version))
+    # pip install .[ssl]: pyproject.toml's dependencies and transformers (SSL and Whisper configs), at the
+    # tested versions, over the image's torch and torchaudio (never replaced: see install_constraints)
+    (folder / "requirements.txt").write_text(REQUIREMENTS)
     (folder / "job").mkdir()
     shutil.copy2(hparams_file, folder / "job" / hparams_file.name)
     return f"job/{hparams_file.name}"
 
 
-def _run_names(args, hparams_file: Path) -> tuple[str, str]:
-    """(job name, run folder URI): checkpoints and models of a run live in its folder."""
-    name = args.job_name or "stop-slu-" + re.sub(r"[^A-Za-z0-9]+", "-", hparams_file.stem).strip("-")
+def _run_names(args, hparams_file: Path, now=None) -> tuple[str, str]:
+    """(run name, run folder URI): checkpoints and models of a run live in its folder.
+    A new run gets a new name (the config and the time), so it never resumes another
+    run's checkpoints; ``--resume NAME`` continues one."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    config = re.sub(r"[^A-Za-z0-9]+", "-", hparams_file.stem).strip("-")
+    name = args.resume or args.job_name or f"stop-slu-{config}-{stamp}"
     return name, f"{args.output.rstrip('/')}/{name}"
+
+
+def check_run(session, args, run_name: str, run_uri: str):
+    """Before submitting: the data prefix holds the extracted release (not an archive
+    only); no training job of this run is still running (two jobs would write one
+    checkpoint folder); a new ``--job-name`` has no checkpoints yet (that is
+    ``--resume``). Raises LaunchError."""
+    s3 = session.boto_session.client("s3")
+    bucket, _, prefix = args.data[len("s3://") :].partition("/")
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
+    folders = {p["Prefix"][len(prefix) :] for p in listing.get("CommonPrefixes", [])}
+    if "manifests/" not in folders and not (
+        "stop/" in folders
+        and s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "stop/manifests/", MaxKeys=1).get("KeyCount")
+    ):
+        parent, _, leaf = prefix.rstrip("/").rpartition("/")
+        beside = s3.list_objects_v2(Bucket=bucket, Prefix=f"{parent}/{leaf}" if parent else leaf, MaxKeys=50)
+        archives = [
+            o["Key"] for o in beside.get("Contents", []) + listing.get("Contents", []) if o["Key"].endswith(".tar.gz")
+        ]
+        what = f"only the archive s3://{bucket}/{archives[0]}" if archives else "no manifests/ folder"
+        raise LaunchError(
+            f"--data {args.data}: {what}; the job reads the extracted release (FastFile mounts it read-only): "
+            f"tar -xzf stop.tar.gz && aws s3 sync stop/ {args.data} --only-show-errors"
+        )
+    sagemaker = session.boto_session.client("sagemaker")
+    for status in RUNNING:
+        for job in sagemaker.list_training_jobs(NameContains=run_name, StatusEquals=status)["TrainingJobSummaries"]:
+            if job["TrainingJobName"].startswith(run_name + "-"):
+                raise LaunchError(
+                    f"{run_name}: its training job {job['TrainingJobName']} is {status}, writing "
+                    f"{run_uri}/checkpoints/; wait for it, or stop it: aws sagemaker stop-training-job "
+                    f"--training-job-name {job['TrainingJobName']}"
+                )
+    if args.job_name:
+        bucket, _, key = f"{run_uri}/checkpoints/"[len("s3://") :].partition("/")
+        if s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount"):
+            raise LaunchError(
+                f"--job-name {run_name}: {run_uri}/checkpoints/ already holds a run; "
+                f"continue it with --resume {run_name}, or choose another name"
+            )
 
 
 def _import_sdk():
@@ -391,7 +473,7 @@ def launch(args, hparams_file) -> dict:
     _check_options(args)
     hyperparameters = recipe_overrides(hparams_file, overrides)
     _import_sdk()
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
     from sagemaker.core.helper.iam_role_resolver import RoleValidationError
     from sagemaker.core.utils.exceptions import SageMakerCoreError  # e.g. --wait on a job that failed
 
@@ -400,17 +482,23 @@ def launch(args, hparams_file) -> dict:
         tempfile.TemporaryDirectory(prefix="stop-slu-job-") as source_dir,
         contextlib.redirect_stdout(sys.stderr),
     ):  # the SDK's log goes to stderr; our summary to stdout
-        config = stage_source(hparams_file, Path(source_dir))
+        config = stage_source(hparams_file, Path(source_dir), None if args.image_uri else args.framework_version)
         try:
             summary = _build_and_submit(args, source_dir, {"hparams": config, **hyperparameters}, job_name, run_uri)
+        except NoCredentialsError:
+            raise LaunchError(CREDENTIALS_HINT) from None
         except (BotoCoreError, ClientError, RoleValidationError, SageMakerCoreError) as error:
             raise LaunchError("SageMaker: " + " ".join(str(error).split())) from None
+    for note in launch_notes(args):
+        print(note, file=sys.stderr, flush=True)
     print(json.dumps(summary, indent=2, default=str) if args.dry_run else _describe(summary), flush=True)
     return summary
 
 
 def _build_and_submit(args, source_dir: str, hyperparameters: dict, job_name: str, run_uri: str) -> dict:
     session, offline = _sagemaker_session(args, offline=args.dry_run)
+    if not args.dry_run:
+        check_run(session, args, job_name, run_uri)
     with _role_checks(enabled=not args.dry_run):
         trainer = build_trainer(args, session, source_dir, hyperparameters, job_name, run_uri)
     if args.dry_run:
@@ -451,7 +539,47 @@ def _submitted(trainer, region: str, run_uri: str) -> dict:
         "logs": f"aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix {name} --follow",
         "checkpoints": f"{run_uri}/checkpoints/",
         "model": f"{run_uri}/{name}/output/model.tar.gz",
+        "run": run_uri.rsplit("/", 1)[1],
     }
+
+
+# On-demand prices of SageMaker training instances in us-east-1, USD per hour (from the SageMaker
+# pricing page; they vary by region and change): the estimate printed at launch.
+PRICES = {
+    "ml.g5.2xlarge": 1.515,
+    "ml.g5.12xlarge": 7.09,
+    "ml.g5.48xlarge": 20.36,
+    "ml.g6.2xlarge": 1.222,
+    "ml.p3.2xlarge": 3.825,
+    "ml.p4d.24xlarge": 37.69,
+    "ml.p5.48xlarge": 113.07,
+}
+# Instances whose storage is local NVMe (SageMaker ignores VolumeSizeInGB for them).
+LOCAL_NVME = ("ml.p4d.", "ml.p4de.", "ml.p5.", "ml.p5e.", "ml.p5en.", "ml.g4dn.", "ml.g5.", "ml.g6.", "ml.g6e.")
+
+
+def launch_notes(args) -> list[str]:
+    """Lines printed at launch: the cost estimate (labelled as one) and what
+    --volume-gb does on the instance chosen."""
+    notes = []
+    price = PRICES.get(args.instance_type)
+    if price:
+        hours, hourly = args.max_hours, args.instance_count * price
+        spot = " before the spot discount" if args.spot else ""
+        notes.append(
+            f"cost estimate (not a measurement): {args.instance_count} x {args.instance_type} at ${price:g}/h "
+            f"on demand (us-east-1) = ${hourly:.2f} per hour; at most ${hourly * hours:.0f} for --max-hours "
+            f"{hours:g}{spot}; conformer takes about 8 min per epoch on one ml.g5.2xlarge "
+            "(estimated: docs/sagemaker.md#what-an-epoch-costs-estimate)"
+        )
+    else:
+        notes.append(f"cost estimate: no price on record for {args.instance_type}; see the SageMaker pricing page")
+    if args.instance_type.startswith(LOCAL_NVME):
+        notes.append(
+            f"storage: {args.instance_type} has local NVMe instance storage of a fixed size, which SageMaker "
+            f"mounts instead of an EBS volume; --volume-gb {args.volume_gb} does not enlarge it"
+        )
+    return notes
 
 
 def _describe(summary: dict) -> str:
@@ -462,5 +590,6 @@ def _describe(summary: dict) -> str:
             f"logs:        {summary['logs']}",
             f"checkpoints: {summary['checkpoints']}   (the recipe's output folder: train_log.txt, save/, ...)",
             f"model:       {summary['model']}   (when the job has completed)",
+            f"resume:      the same command with --resume {summary['run']}   (a new launch starts a new run)",
         ]
     )

@@ -30,7 +30,7 @@ from conftest import (
     watched,
 )
 
-from stop_slu.checkpoints import state_digest
+from stop_slu.checkpoints import seal_checkpoint, state_digest
 from stop_slu.data_prep.audio import load_audio
 from stop_slu.data_prep.release import utterance_id
 
@@ -302,9 +302,7 @@ def test_a_checkpoint_holding_pickled_code_is_refused(twin_runs, release_with_ti
     marker = tmp_path / "code_ran"
     for ckpt in model.glob("save/CKPT+*"):  # a self-consistent checkpoint folder, but with code inside
         torch.save({"weight": OpensAFileWhenUnpickled(marker)}, ckpt / "model.ckpt")
-        meta = yaml.safe_load((ckpt / "CKPT.yaml").read_text())
-        meta["files"]["model.ckpt"] = (ckpt / "model.ckpt").stat().st_size
-        (ckpt / "CKPT.yaml").write_text(yaml.safe_dump(meta))
+        seal_checkpoint(ckpt)
     wav = longest_test_wav(release_with_tiny_wav)
     # Even with torch told to unpickle anything, the checkpoint is read as weights only.
     result = run_cli("parse", model, wav, check=False, env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
