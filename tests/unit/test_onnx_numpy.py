@@ -80,7 +80,7 @@ def test_frontend_numpy_equals_speechbrain_fbank_and_normalisation():
     """Within 1e-3 on normalised features (float64 FFT here, float32 in torch)."""
     rng = np.random.default_rng(0)
     t = np.arange(int(1.37 * 16000)) / 16000
-    wav = (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) + 0.01 * rng.standard_normal(t.size))
+    wav = 0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) + 0.01 * rng.standard_normal(t.size)
     wav = wav.astype(np.float32)
     fbank = Fbank(sample_rate=16000, n_fft=400, n_mels=80)
     normalize = InputNormalization(norm_type="global")
