@@ -2,6 +2,7 @@
 thread, the same clips, side by side in one run.
 
     python benchmarks/onnx_speed.py RUN FP32_EXPORT INT8_EXPORT [--clips N] [--rounds R]
+    python benchmarks/onnx_speed.py --config-size ebranchformer_small   # graph sizes, 1000 output tokens
 
 Each parser runs in its own process (so peak memory is its own: ru_maxrss of
 that process, model load included) on the first N clips of RUN/data/test.csv,
@@ -51,7 +52,32 @@ def _child(kind: str, folder: str, wavs: list[str]) -> dict:
     return {"seconds": seconds, "audio": audio, "rtf": seconds / audio, "peak_mb": peak_mb, "words": tokens}
 
 
+def config_sizes(name: str) -> dict:
+    """MB of the fp32 and int8 graphs of a config at its full size (weights as
+    initialised: size does not depend on training)."""
+    import tempfile
+
+    from hyperpyyaml import load_hyperpyyaml
+
+    from stop_slu.onnx_export import export_graphs, quantize
+
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(repo / "hparams" / f"{name}.yaml", encoding="utf-8") as f:
+            hp = load_hyperpyyaml(f, {"data_folder": tmp, "output_folder": tmp, "output_neurons": 1000})
+        hp["model"].eval()
+        export_graphs(hp, Path(tmp))
+        fp32 = sum(p.stat().st_size for p in Path(tmp).glob("*.onnx")) / 1e6
+        quantize(Path(tmp))
+        int8 = sum(p.stat().st_size for p in Path(tmp).glob("*.onnx")) / 1e6
+    params = sum(p.numel() for p in hp["model"].parameters())
+    return {"config": name, "parameters": params, "graphs_mb_fp32": round(fp32, 2), "graphs_mb_int8": round(int8, 2)}
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--config-size":
+        print(json.dumps(config_sizes(sys.argv[2])))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, folder, wavs = sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
         print(json.dumps(_child(kind, folder, wavs)))
