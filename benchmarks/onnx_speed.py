@@ -2,7 +2,7 @@
 thread, the same clips, side by side in one run.
 
     python benchmarks/onnx_speed.py RUN FP32_EXPORT INT8_EXPORT [--clips N] [--rounds R]
-    python benchmarks/onnx_speed.py --config-size ebranchformer_small   # graph sizes, 1000 output tokens
+    python benchmarks/onnx_speed.py --config-size ebranchformer_small   # graph sizes at the config's vocab_size
 
 Each parser runs in its own process (so peak memory is its own: ru_maxrss of
 that process, model load included) on the first N clips of RUN/data/test.csv,
@@ -64,7 +64,7 @@ def config_sizes(name: str) -> dict:
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         with open(repo / "hparams" / f"{name}.yaml", encoding="utf-8") as f:
-            hp = load_hyperpyyaml(f, {"data_folder": tmp, "output_folder": tmp, "output_neurons": 1000})
+            hp = load_hyperpyyaml(f, {"data_folder": tmp, "output_folder": tmp})  # the config's vocab_size
         hp["model"].eval()
         export_graphs(hp, Path(tmp))
         fp32 = sum(p.stat().st_size for p in Path(tmp).glob("*.onnx")) / 1e6

@@ -30,6 +30,7 @@ configs (their front-end is a Hugging Face encoder) and Whisper.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
 import time
@@ -86,13 +87,33 @@ def check_exportable(hparams) -> None:
         )
 
 
-def _decoder_positions(model) -> torch.Tensor:
-    """(max_len, d_model) absolute positional encodings the decoder adds."""
+def _decoder_positions(model):
+    """The decoder's absolute sine positional encoding module (SpeechBrain's ``PositionalEncoding``)."""
     if model.attention_type in ("RelPosMHAXL", "RoPEMHA"):
-        return model.positional_encoding_decoder.pe[0]
+        return model.positional_encoding_decoder
     if model.positional_encoding_type == "fixed_abs_sine":
-        return model.positional_encoding.pe[0]
+        return model.positional_encoding
     raise OnnxExportError(f"positional_encoding={model.positional_encoding_type}: the decoder step cannot export")
+
+
+class SinePositions(torch.nn.Module):
+    """Row ``position`` of SpeechBrain's ``PositionalEncoding`` table, computed
+    (sin and cos interleaved) instead of stored: the table (2,500 x d_model
+    floats) would be most of an int8 decoder graph."""
+
+    def __init__(self, encoding):
+        super().__init__()
+        d_model = encoding.pe.shape[-1]
+        exponent = torch.arange(0, d_model, 2).float() * -(math.log(10000.0) / d_model)
+        self.register_buffer("denominator", torch.exp(exponent), persistent=False)
+        check = self(torch.arange(0, min(64, encoding.max_len)))
+        if not torch.allclose(check, encoding.pe[0, : check.shape[0]], atol=1e-5):
+            raise OnnxExportError("the decoder's positional encoding is not the sine table the step computes")
+
+    def forward(self, position):
+        """(n,) int64 positions -> (n, d_model)."""
+        angles = position.float().unsqueeze(1) * self.denominator
+        return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).flatten(1)
 
 
 class EncoderGraph(torch.nn.Module):
@@ -120,11 +141,11 @@ class DecoderStepGraph(torch.nn.Module):
     def __init__(self, transformer, seq_lin, temperature: float = 1.0):
         super().__init__()
         self.transformer, self.seq_lin, self.temperature = transformer, seq_lin, float(temperature)
-        self.register_buffer("positions", _decoder_positions(transformer).clone(), persistent=False)
+        self.positions = SinePositions(_decoder_positions(transformer))
 
     def forward(self, tokens, position, past_k, past_v, cross_k, cross_v):
         model = self.transformer
-        x = model.custom_tgt_module(tokens.unsqueeze(1)) + self.positions.index_select(0, position).unsqueeze(0)
+        x = model.custom_tgt_module(tokens.unsqueeze(1)) + self.positions(position).unsqueeze(0)
         new_k, new_v = [], []
         for i, layer in enumerate(model.decoder.layers):
             before = layer.normalize_before
