@@ -302,6 +302,14 @@ def _cmd_report(args):
 
 
 def _cmd_export(args):
+    if args.int8 and not args.onnx:
+        raise CLIError("--int8: quantises the ONNX export only; add --onnx")
+    if args.onnx:
+        from stop_slu.onnx_export import export_onnx
+
+        export = export_onnx(args.out, args.export_dir, int8=args.int8)
+        print(f"ONNX model exported to {export}; try: stop-slu-runtime {export} audio.wav (no PyTorch needed)")
+        return
     from stop_slu.export import export_model
 
     export = export_model(args.out, args.export_dir)
@@ -631,6 +639,16 @@ examples:
     )
     p.add_argument("out", help="a training output folder")
     p.add_argument("export_dir", help="where to write the exported model")
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="write an ONNX export instead, parsed without PyTorch by the stop-slu-runtime package "
+        "(encoder and decoder-step graphs, numpy front-end and search tables, manifest.json, a model card "
+        "with speed and EM beside PyTorch's; docs/deploy.md); filterbank configs only",
+    )
+    p.add_argument(
+        "--int8", action="store_true", help="with --onnx: int8 weights (dynamic quantisation of MatMul and Gemm)"
+    )
     p.set_defaults(func=_cmd_export)
 
     from stop_slu.sagemaker.launch import add_arguments as sagemaker_arguments  # stdlib only: --help stays fast

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import torch
 import yaml
@@ -37,6 +38,9 @@ from stop_slu.checkpoints import load_averaged_model, weights_only_loading
 from stop_slu.data_prep.audio import AudioError, audio_info, load_audio
 from stop_slu.frontend import compute_features_of, encoder_input
 from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, has_tokenizer, load_tokenizer
+
+if TYPE_CHECKING:  # the ONNX runtime (runtime/, pip install ./runtime) is imported only for an ONNX export
+    from stop_slu_runtime import OnnxParser
 
 RECIPE_COPY = "recipe.yaml"  # the config as given (references unresolved)
 RECIPE_OVERRIDES = "recipe_overrides.yaml"  # overrides applied, minus the paths
@@ -413,15 +417,22 @@ class SLUParser(Pretrained):
         return [results[path] for path in paths]
 
 
-def load_parser(source, device: str = "cpu", overrides: dict | None = None, savedir=None) -> SLUParser:
+def load_parser(source, device: str = "cpu", overrides: dict | None = None, savedir=None) -> SLUParser | OnnxParser:
     """Any model ``stop-slu parse`` accepts, ready to parse: a training output
-    folder, a local exported model folder, or a Hugging Face Hub repository id
+    folder, a local exported model folder, an ONNX export (``stop-slu export
+    --onnx``: a ``stop_slu_runtime.OnnxParser``, same ``parse_files``,
+    ``check_file``, ``supported_duration``; ``device`` and ``overrides`` do
+    not apply to it), or a Hugging Face Hub repository id
     of an export (``user/repo``, fetched into ``savedir``, by default the Hub
     cache). ``device`` is a torch device string; ``overrides`` change the
     config for inference (e.g. ``{"test_beam_size": 4}``). Raises
     ModelFolderError for a local folder that is not a model, or a source that
     is neither a folder nor a Hub id."""
     path = Path(str(source))
+    if path.is_dir() and (path / "manifest.json").is_file():  # stop-slu export --onnx
+        from stop_slu_runtime import OnnxParser
+
+        return OnnxParser(path)
     if path.is_dir():
         return SLUParser.from_folder(path, device=device, overrides=overrides)
     if path.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):

@@ -1,0 +1,121 @@
+"""``stop-slu export --onnx [--int8]`` on a tiny trained model: the torch-free
+runtime (runtime/, ``stop_slu_runtime``) parses as the PyTorch parser does,
+``stop-slu parse`` takes the export, and the runtime installs and parses in a
+virtual environment without PyTorch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import REPO, run_cli
+from stop_slu_runtime import OnnxParser
+
+
+@pytest.fixture(scope="module")
+def exports(trained, tmp_path_factory):
+    out, _ = trained
+    tmp = tmp_path_factory.mktemp("onnx")
+    run_cli("export", out, tmp / "fp32", "--onnx")
+    run_cli("export", out, tmp / "int8", "--onnx", "--int8")
+    return out, tmp / "fp32", tmp / "int8"
+
+
+@pytest.fixture(scope="module")
+def test_wavs(mini_release):
+    return sorted(str(p) for p in (mini_release / "test_0").rglob("*.wav"))
+
+
+@pytest.fixture(scope="module")
+def pytorch_results(exports, test_wavs):
+    from stop_slu.inference import SLUParser
+
+    # one utterance at a time, as the runtime parses (a padded batch shares one step limit)
+    return SLUParser.from_folder(exports[0]).parse_files(test_wavs, batch_size=1)
+
+
+def test_fp32_export_parses_as_pytorch(exports, test_wavs, pytorch_results):
+    got = OnnxParser(exports[1]).parse_files(test_wavs)
+    assert len(got) == len(pytorch_results) >= 8
+    for ours, theirs in zip(got, pytorch_results):
+        assert {k: v for k, v in ours.items() if k != "confidence"} == {
+            k: v for k, v in theirs.items() if k != "confidence"
+        }
+        assert ours["confidence"] == pytest.approx(theirs["confidence"], abs=2e-3)
+    card = (exports[1] / "README.md").read_text()
+    assert "| PyTorch (stop-slu parse) |" in card and "Same parse as PyTorch:" in card
+
+
+def test_int8_export_keeps_the_interface_and_stays_near_fp32(exports, test_wavs):
+    fp32, int8 = OnnxParser(exports[1]), OnnxParser(exports[2])
+    size = lambda folder: sum((folder / n).stat().st_size for n in ("encoder.onnx", "decoder_step.onnx"))  # noqa: E731
+    assert size(exports[2]) < 0.9 * size(exports[1])
+    for name in ("encoder", "decoder"):
+        a, b = getattr(fp32, name), getattr(int8, name)
+        assert [(i.name, i.type) for i in a.get_inputs()] == [(i.name, i.type) for i in b.get_inputs()]
+        assert [o.name for o in a.get_outputs()] == [o.name for o in b.get_outputs()]
+    wav = fp32.load_audio(test_wavs[0])
+    ctc32, ctc8 = fp32.encode(wav)[0], int8.encode(wav)[0]
+    assert np.abs(np.exp(ctc32) - np.exp(ctc8)).sum(axis=-1).mean() < 0.1  # posteriors, L1 per frame
+    results = int8.parse_files(test_wavs)
+    assert all(set(r) == {"file", "parse", "intent", "slots", "confidence"} for r in results)
+    assert all(r["intent"] for r in results)  # the tree constraint holds: well-formed parses
+
+
+def test_stop_slu_parse_takes_an_onnx_export(exports, test_wavs, tmp_path):
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(800, dtype=np.float32), 16000)
+    result = run_cli("parse", exports[1], *test_wavs[:3], short, check=False)
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines == OnnxParser(exports[1]).parse_files(test_wavs[:3])
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {short}: audio too short (50.0 ms); this model parses ")
+    assert "Traceback" not in result.stderr
+
+
+def test_int8_without_onnx_is_refused_in_one_line(exports, tmp_path):
+    result = run_cli("export", exports[0], tmp_path / "x", "--int8", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: --int8: quantises the ONNX export only; add --onnx"
+
+
+def test_whisper_export_is_refused_saying_why(tiny_whisper, tmp_path):
+    from hyperpyyaml import load_hyperpyyaml
+
+    from stop_slu.onnx_export import OnnxExportError, check_exportable
+
+    with open(REPO / "hparams" / "whisper.yaml", encoding="utf-8") as f:
+        hp = load_hyperpyyaml(
+            f, {"data_folder": str(tmp_path), "output_folder": str(tmp_path), "whisper_hub": str(tiny_whisper)}
+        )
+    with pytest.raises(OnnxExportError, match="Whisper config: .*parse it with PyTorch"):
+        check_exportable(hp)
+
+
+def test_runtime_installs_without_torch_and_parses_the_same(exports, test_wavs, tmp_path):
+    """A fresh virtual environment with only the runtime and its four
+    dependencies (from PyPI; pip's wheel cache keeps reruns quick)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO / "runtime")]
+    subprocess.run(install, check=True, timeout=900, env={**os.environ, "PIP_NO_INPUT": "1"})
+    freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True, check=True).stdout
+    names = {line.split("==")[0].split(" @ ")[0].lower() for line in freeze.splitlines()}
+    assert {"onnxruntime", "numpy", "sentencepiece", "soundfile", "stop-slu-runtime"} <= names
+    assert not any(n.startswith(("torch", "speechbrain")) for n in names)
+    no_torch = subprocess.run([str(python), "-c", "import torch"], capture_output=True, text=True)
+    assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
+    parsed = subprocess.run(
+        [str(venv / "bin" / "stop-slu-runtime"), str(exports[1]), *test_wavs],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert [json.loads(line) for line in parsed.stdout.splitlines()] == OnnxParser(exports[1]).parse_files(test_wavs)
