@@ -32,7 +32,11 @@ import torch
 from speechbrain.dataio.dataio import length_to_mask
 from speechbrain.decoders.seq2seq import S2STransformerBeamSearcher, S2STransformerGreedySearcher
 from speechbrain.decoders.utils import _update_mem
-from speechbrain.lobes.models.transformer.Transformer import PositionalEncoding
+from speechbrain.lobes.models.transformer.Transformer import (
+    PositionalEncoding,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+)
 from speechbrain.lobes.models.transformer.TransformerASR import TransformerASR
 
 
@@ -91,7 +95,11 @@ def _not_cacheable(model) -> str | None:
         return f"no target positional encoding ({error})"
     if positions is not None and not isinstance(positions, PositionalEncoding):
         return f"the target positional encoding is a {type(positions).__name__}, not absolute sinusoidal"
+    if type(getattr(model, "decoder", None)) is not TransformerDecoder:
+        return "the decoder is not SpeechBrain's TransformerDecoder"
     for i, layer in enumerate(model.decoder.layers):
+        if type(layer) is not TransformerDecoderLayer:
+            return f"decoder layer {i} is a {type(layer).__name__}, not a TransformerDecoderLayer"
         for name in ("self_attn", "multihead_attn"):
             att = getattr(getattr(layer, name, None), "att", None)
             if not isinstance(att, torch.nn.MultiheadAttention):
