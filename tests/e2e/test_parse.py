@@ -92,15 +92,18 @@ def test_the_supported_range_is_the_models_own(trained, parser, max_decode_ratio
         parser.set_max_audio_seconds((hard + RATE) / RATE)
 
 
-def test_parse_takes_a_higher_limit_within_what_the_model_takes(trained, tmp_path):
+def test_parse_takes_another_limit_within_what_the_model_takes(trained, tmp_path):
     out, _ = trained
-    long_file = _wav(tmp_path / "long.wav", 61 * RATE, silence=True)
-    result = run_cli("parse", out, long_file, "--max_audio_seconds=200", check=False)
+    one, two = _wav(tmp_path / "one.wav", RATE), _wav(tmp_path / "two.wav", 2 * RATE)
+    result = run_cli("parse", out, one, "--max_audio_seconds=200", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert line.startswith("error: --max_audio_seconds: max_audio_seconds=200.0: beyond what this model can take")
-    result = run_cli("parse", out, long_file, "--max_audio_seconds=62", "--device=cpu")
-    assert parses.is_valid(json.loads(result.stdout)["parse"])
+    result = run_cli("parse", out, one, two, "--max_audio_seconds=1.5", check=False)
+    assert result.returncode == 1
+    assert parses.is_valid(json.loads(result.stdout)["parse"])  # one.wav
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith(f"error: {two}: audio too long (2.0 s); this model parses ") and " to 1.5 s " in line
 
 
 def test_the_python_interface_gives_confidences_and_reasons(parser, tmp_path):
