@@ -13,9 +13,15 @@ each layer on that one position.
 ``CachedTransformerGreedySearcher`` does the same for greedy search (the
 recipe's validation decoding).
 
-Both handle SpeechBrain's ``TransformerASR`` with ``attention_type: regularMHA``
-and ``positional_encoding: fixed_abs_sine`` (the mini configs); with anything
-else they step exactly as SpeechBrain's searchers do.
+Both handle the decoder of SpeechBrain's ``TransformerASR`` (and of
+``stop_slu.ebranchformer.EBranchformerASR``, which keeps it) for every encoder
+attention the configs use: SpeechBrain builds that decoder with regular
+multi-head attention whatever ``attention_type`` says, and adds an absolute
+sinusoidal encoding of the target positions (``positional_encoding_decoder``
+with ``RelPosMHAXL``, ``positional_encoding`` with ``regularMHA``), so the
+newest position's encoding is one row of it. A model whose decoder steps
+differently is refused when the searcher is built (``ValueError``): there is
+no silent fall-back to full recomputation.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ import torch
 from speechbrain.dataio.dataio import length_to_mask
 from speechbrain.decoders.seq2seq import S2STransformerBeamSearcher, S2STransformerGreedySearcher
 from speechbrain.decoders.utils import _update_mem
+from speechbrain.lobes.models.transformer.Transformer import (
+    PositionalEncoding,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+)
+from speechbrain.lobes.models.transformer.TransformerASR import TransformerASR
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -59,22 +71,52 @@ class _Attention:
         return self.module.out_proj(out), weights.mean(dim=1)
 
 
-def _cacheable(model) -> bool:
-    """A ``TransformerASR`` whose decoder the cached step reproduces exactly."""
-    if not (
-        getattr(model, "attention_type", None) == "regularMHA"
-        and getattr(model, "positional_encoding_type", None) == "fixed_abs_sine"
-    ):
-        return False
-    return all(
-        isinstance(getattr(layer, name, None), torch.nn.Module)
-        and isinstance(getattr(getattr(layer, name), "att", None), torch.nn.MultiheadAttention)
-        and getattr(layer, name).att._qkv_same_embed_dim
-        and getattr(layer, name).att.bias_k is None
-        and not getattr(layer, name).att.add_zero_attn
-        for layer in model.decoder.layers
-        for name in ("self_attn", "multihead_attn")
-    )
+def target_positions(model) -> torch.nn.Module | None:
+    """The absolute positional encoding ``TransformerASR.decode`` adds to the
+    target embeddings (None: it adds none), as that method chooses it."""
+    if model.attention_type in ("RelPosMHAXL", "RoPEMHA"):
+        return model.positional_encoding_decoder
+    if model.positional_encoding_type == "fixed_abs_sine" or model.attention_type == "hypermixing":
+        return model.positional_encoding
+    return None
+
+
+def _not_cacheable(model) -> str | None:
+    """Why the cached step would not reproduce ``model.decode``, or None when it does."""
+    if not isinstance(model, TransformerASR):
+        return f"{type(model).__name__} is not a SpeechBrain TransformerASR"
+    if type(model).decode is not TransformerASR.decode:
+        return f"{type(model).__name__} overrides TransformerASR.decode"
+    if not isinstance(getattr(model, "custom_tgt_module", None), torch.nn.Module):
+        return "the model has no target embedding (custom_tgt_module)"
+    try:
+        positions = target_positions(model)
+    except AttributeError as error:
+        return f"no target positional encoding ({error})"
+    if positions is not None and not isinstance(positions, PositionalEncoding):
+        return f"the target positional encoding is a {type(positions).__name__}, not absolute sinusoidal"
+    if type(getattr(model, "decoder", None)) is not TransformerDecoder:
+        return "the decoder is not SpeechBrain's TransformerDecoder"
+    for i, layer in enumerate(model.decoder.layers):
+        if type(layer) is not TransformerDecoderLayer:
+            return f"decoder layer {i} is a {type(layer).__name__}, not a TransformerDecoderLayer"
+        for name in ("self_attn", "multihead_attn"):
+            att = getattr(getattr(layer, name, None), "att", None)
+            if not isinstance(att, torch.nn.MultiheadAttention):
+                return f"decoder layer {i}'s {name} is not regular multi-head attention"
+            if not att._qkv_same_embed_dim or att.bias_k is not None or att.add_zero_attn:
+                return f"decoder layer {i}'s {name} has separate key/value sizes or added key/value biases"
+    return None
+
+
+def _check_cacheable(model):
+    """Raise ValueError (one line: why, what to use) for a model the cache cannot step."""
+    reason = _not_cacheable(model)
+    if reason:
+        raise ValueError(
+            f"decoder cache: {reason}; use speechbrain.decoders.seq2seq.S2STransformerBeamSearcher "
+            "(or S2STransformerGreedySearcher) for this model in the config"
+        )
 
 
 def _cached_decoder_step(model, inp_tokens, memory, enc_states, enc_lens):
@@ -98,7 +140,9 @@ def _cached_decoder_step(model, inp_tokens, memory, enc_states, enc_lens):
     position = tokens.shape[1]
 
     x = model.custom_tgt_module(tokens[:, -1:])
-    x = x + model.positional_encoding(tokens.unsqueeze(-1))[:, position - 1 : position]
+    positions = target_positions(model)
+    if positions is not None:  # PositionalEncoding's table: (1, max_len, d_model)
+        x = x + positions.pe[:, position - 1 : position].clone().detach()
     new_cache = []
     for layer, cache, (enc_keys, enc_values, padding) in zip(layers, self_cache, encoder_cache):
         before = layer.normalize_before
@@ -124,15 +168,14 @@ def _cached_decoder_step(model, inp_tokens, memory, enc_states, enc_lens):
 
 class CachedTransformerBeamSearcher(S2STransformerBeamSearcher):
     """``S2STransformerBeamSearcher`` with an incremental decoder (same
-    arguments; see the module docstring)."""
+    arguments; see the module docstring). Raises ValueError for a model whose
+    decoder the cache cannot step."""
 
     def __init__(self, modules, temperature=1.0, **kwargs):
         super().__init__(modules, temperature=temperature, **kwargs)
-        self.cached = _cacheable(self.model)
+        _check_cacheable(self.model)
 
     def permute_mem(self, memory, index):
-        if not self.cached:
-            return super().permute_mem(memory, index)
         tokens, self_cache, encoder_cache = memory
         self_cache = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self_cache]
         # The encoder cache is not permuted: ``index`` keeps every hypothesis among
@@ -140,8 +183,6 @@ class CachedTransformerBeamSearcher(S2STransformerBeamSearcher):
         return tokens.index_select(0, index), self_cache, encoder_cache
 
     def forward_step(self, inp_tokens, memory, enc_states, enc_lens):
-        if not self.cached:
-            return super().forward_step(inp_tokens, memory, enc_states, enc_lens)
         x, memory, attn = _cached_decoder_step(self.model, inp_tokens, memory, enc_states, enc_lens)
         log_probs = self.softmax(self.fc(x) / self.temperature)
         return log_probs[:, -1, :], memory, attn
@@ -149,15 +190,13 @@ class CachedTransformerBeamSearcher(S2STransformerBeamSearcher):
 
 class CachedTransformerGreedySearcher(S2STransformerGreedySearcher):
     """``S2STransformerGreedySearcher`` with the same incremental decoder (same
-    arguments and outputs; falls back to SpeechBrain's steps as the beam
-    searcher does). The recipe's validation decoding."""
+    arguments and outputs; raises ValueError as the beam searcher does). The
+    recipe's validation decoding."""
 
     def __init__(self, modules, temperature=0.0, **kwargs):
         super().__init__(modules, temperature=temperature, **kwargs)
-        self.cached = _cacheable(self.model)
+        _check_cacheable(self.model)
 
     def forward_step(self, inp_tokens, memory, enc_states, enc_lens, attention_mask=None):
-        if not self.cached:
-            return super().forward_step(inp_tokens, memory, enc_states, enc_lens, attention_mask)
         x, memory, attn = _cached_decoder_step(self.model, inp_tokens, memory, enc_states, enc_lens)
         return self.fc(x)[:, -1, :], memory, attn

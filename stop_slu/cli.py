@@ -231,6 +231,11 @@ def _cmd_parse(args):
     from stop_slu.inference import load_parser
 
     parser = load_parser(args.model_dir, device=args.device)
+    if args.max_audio_seconds is not None:
+        try:
+            parser.set_max_audio_seconds(args.max_audio_seconds)
+        except ValueError as error:
+            raise CLIError(f"--max_audio_seconds: {error}") from None
     refused = 0
     for uid, result in zip(ids, parser.parse_files(wavs)):
         if "error" in result:
@@ -576,6 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="parse the wav column of this CSV (stop-slu prepare's) instead of files")
     p.add_argument("--tsv", action="store_true", help="print ID<TAB>parse lines (for stop-slu score)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument(
+        "--max_audio_seconds",
+        type=float,
+        metavar="S",
+        help="accept audio up to S seconds (default: the model's max_audio_seconds, shown in its "
+        "model card; memory grows with it, as its square in the encoder's self-attention)",
+    )
     p.set_defaults(func=_cmd_parse)
 
     p = sub.add_parser(

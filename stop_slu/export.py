@@ -134,9 +134,9 @@ def _model_card(out: Path, export: Path, parser: SLUParser, overrides: dict) -> 
         f"- search: beam {parser.hparams.get('test_beam_size')}, CTC weight "
         f"{parser.hparams.get('ctc_weight_decode')}, tree-constrained: {parser.hparams.get('tree_constrained_search')}",
         f"- config: `{RECIPE_COPY}` of the run, overrides: `{json.dumps(overrides, sort_keys=True)}`",
-        f"- audio it parses: {shortest * 1000:.0f} ms to "
-        + (f"{longest:.0f} s" if longest else "any length")
-        + " (other files get a one-line reason instead of a parse)",
+        f"- audio it parses: {shortest * 1000:.0f} ms to {longest:g} s (other files get a one-line reason "
+        "instead of a parse); the longest is `max_audio_seconds` in `hyperparams.yaml`: "
+        "`stop-slu parse --max_audio_seconds=S` raises it (memory grows with it)",
         "",
         "## Test results (the run's test set)",
         "",

@@ -152,6 +152,7 @@ def _check_export_folder(folder: Path):
 
 
 MIN_DECODE_STEPS = 3  # the shortest parse and its end: "[IN:X", "]", end-of-sequence
+DEFAULT_MAX_AUDIO_SECONDS = 60.0  # the limit of a model whose config predates max_audio_seconds
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # SentencePiece model, label inventory
 WHISPER_TOKENIZER = "whisper"  # the Whisper config's tokenizer folder (Hugging Face files), beside tokenizer.json
 _EXPORT_REF = re.compile(r"<export_folder>/([^\s'\"\]\[,{}]+)")
@@ -296,61 +297,105 @@ class SLUParser(Pretrained):
         except RuntimeError:
             return None
 
-    def supported_samples(self) -> tuple[int, int | None]:
+    def supported_samples(self) -> tuple[int, int]:
         """The audio lengths this model parses, in samples at ``sample_rate``:
-        ``(shortest, longest)``, longest None where the model sets no limit.
+        ``(shortest, longest)``.
 
         Shortest: the search must have room for the shortest parse
         (``MIN_DECODE_STEPS`` tokens, ``max_decode_ratio`` of the encoder
-        frames). Longest: the encoder's absolute positional encoding (2,500
-        frames by default) where it has one. Measured on the model's own
-        front-end, so every config gets its own range."""
-        if getattr(self, "_supported", None) is None and self.hparams.get("model_encode") is not None:
-            # Whisper: every input is padded (or cut) to a fixed window
-            window = self.hparams.get("max_audio_seconds")
-            self._supported = (1, int(window * self.hparams.sample_rate) if window else None)
+        frames), measured on the model's own front-end. Longest: the config's
+        ``max_audio_seconds`` (``DEFAULT_MAX_AUDIO_SECONDS`` for a model whose
+        config predates the key), the length whose encoding and search memory
+        was measured (benchmarks/README.md); never beyond what the model can
+        take at all (``architectural_limit``)."""
         if getattr(self, "_supported", None) is None:
-            ratio = float(self.hparams.test_search.max_decode_ratio)
-
-            def enough(n):
-                frames = self._encoder_frames(n)
-                return frames is not None and int(frames * ratio) >= MIN_DECODE_STEPS
-
-            low, high = 1, 2 * self.hparams.sample_rate
-            while not enough(high) and high < 64 * self.hparams.sample_rate:
-                low, high = high, 2 * high
-            while low < high:  # the shortest length with room enough (frames grow with length)
-                middle = (low + high) // 2
-                low, high = (middle + 1, high) if not enough(middle) else (low, middle)
-            longest = None
-            encoding = getattr(self.mods.Transformer, "positional_encoding", None)
-            max_frames = getattr(encoding, "max_len", None)
-            if max_frames:
-                one, two = self.hparams.sample_rate, 2 * self.hparams.sample_rate
-                per_sample = (self._encoder_frames(two) - self._encoder_frames(one)) / one
-                # frames grow linearly with length: one frame of margin for the front-end's rounding
-                longest = one + int((max_frames - 1 - self._encoder_frames(one)) / per_sample)
-            self._supported = (low, longest)
+            rate = self.hparams.sample_rate
+            shortest = 1 if self.hparams.get("model_encode") is not None else self._shortest_samples()
+            hard = self.architectural_limit()[0]
+            longest = int(self.max_audio_seconds() * rate)
+            self._supported = (shortest, min(longest, hard) if hard else longest)
         return self._supported
 
-    def supported_duration(self) -> tuple[float, float | None]:
-        """``supported_samples`` in seconds: (shortest, longest or None)."""
+    def max_audio_seconds(self) -> float:
+        """The configured limit on audio length in seconds (``max_audio_seconds``)."""
+        configured = self.hparams.get("max_audio_seconds")
+        return float(configured if configured is not None else DEFAULT_MAX_AUDIO_SECONDS)
+
+    def set_max_audio_seconds(self, seconds: float):
+        """Raise (or lower) the longest audio this parser takes, in seconds, as
+        the override ``max_audio_seconds`` does; memory grows with it (as its
+        square in the encoder's self-attention). Raises ValueError for a value
+        that is not positive or beyond ``architectural_limit``."""
+        hard, why = self.architectural_limit()
+        if not seconds > 0:
+            raise ValueError(f"max_audio_seconds={seconds}: must be a positive number of seconds")
+        if hard and seconds * self.hparams.sample_rate > hard:
+            raise ValueError(
+                f"max_audio_seconds={seconds}: beyond what this model can take ({why}, "
+                f"{hard / self.hparams.sample_rate:.0f} s); split longer recordings"
+            )
+        self.hparams.max_audio_seconds = float(seconds)
+        self._supported = None
+
+    def architectural_limit(self) -> tuple[int | None, str | None]:
+        """The longest audio, in samples, the model can take whatever the
+        config's ``max_audio_seconds`` says, and why: Whisper's window (its
+        input is padded or cut to it), the encoder's absolute positional
+        encoding (``max_len`` frames); ``(None, None)`` for relative positions."""
+        whisper = getattr(self.mods, "whisper", None)
+        if getattr(whisper, "_n_samples", None):
+            return int(whisper._n_samples), "Whisper's input window"
+        encoding = getattr(self.mods.Transformer, "positional_encoding", None)
+        max_frames = getattr(encoding, "max_len", None)
+        if not max_frames:
+            return None, None
+        one, two = self.hparams.sample_rate, 2 * self.hparams.sample_rate
+        per_sample = (self._encoder_frames(two) - self._encoder_frames(one)) / one
+        # frames grow linearly with length: one frame of margin for the front-end's rounding
+        longest = one + int((max_frames - 1 - self._encoder_frames(one)) / per_sample)
+        return longest, f"the encoder's absolute positional encoding of {max_frames} frames"
+
+    def _shortest_samples(self) -> int:
+        """The shortest audio whose encoder frames leave the search room for the shortest parse."""
+        ratio = float(self.hparams.test_search.max_decode_ratio)
+
+        def enough(n):
+            frames = self._encoder_frames(n)
+            return frames is not None and int(frames * ratio) >= MIN_DECODE_STEPS
+
+        low, high = 1, 2 * self.hparams.sample_rate
+        while not enough(high) and high < 64 * self.hparams.sample_rate:
+            low, high = high, 2 * high
+        while low < high:  # the shortest length with room enough (frames grow with length)
+            middle = (low + high) // 2
+            low, high = (middle + 1, high) if not enough(middle) else (low, middle)
+        return low
+
+    def supported_duration(self) -> tuple[float, float]:
+        """``supported_samples`` in seconds: (shortest, longest)."""
         low, high = self.supported_samples()
         rate = self.hparams.sample_rate
-        return low / rate, (high / rate if high else None)
+        return low / rate, high / rate
 
     def check_length(self, n_samples: int, sample_rate: int | None = None) -> str | None:
         """Why audio of ``n_samples`` (at ``sample_rate``, default the model's)
-        cannot be parsed, or None when it can."""
+        cannot be parsed (one line: the limit, how to raise it), or None when it can."""
         rate = sample_rate or self.hparams.sample_rate
         n = round(n_samples * self.hparams.sample_rate / rate)
         low, high = self.supported_samples()
         shortest, longest = self.supported_duration()
-        supported = f"this model parses {shortest * 1000:.0f} ms" + (f" to {longest:.0f} s" if longest else " or more")
+        supported = f"this model parses {shortest * 1000:.0f} ms to {longest:g} s"
         if n < low:
             return f"audio too short ({n_samples / rate * 1000:.1f} ms); {supported}"
-        if high and n > high:
-            return f"audio too long ({n_samples / rate:.1f} s); {supported}: split it"
+        if n > high:
+            hard, why = self.architectural_limit()
+            if hard and high >= hard:
+                return f"audio too long ({n_samples / rate:.1f} s); {supported} ({why}): split it"
+            return (
+                f"audio too long ({n_samples / rate:.1f} s); {supported} (max_audio_seconds): split it, "
+                "or raise the limit with `stop-slu parse --max_audio_seconds=SECONDS` "
+                "(Python: the override max_audio_seconds, or SLUParser.set_max_audio_seconds)"
+            )
         return None
 
     def parse_file(self, path) -> str:

@@ -54,6 +54,10 @@ def test_parse_answers_every_file_of_the_call(trained, parser, tmp_path):
     for name in ("one_sample.wav", "10ms.wav", "just_short.wav"):
         assert "audio too short" in errors[str(files[name])] and "this model parses" in errors[str(files[name])]
     assert "audio too long" in errors[str(files["too_long.wav"])]
+    assert (
+        "(max_audio_seconds): split it, or raise the limit with `stop-slu parse --max_audio_seconds=SECONDS`"
+        in (errors[str(files["too_long.wav"])])
+    )
     assert str(files["not_audio.wav"]) in errors
     for name in ("shortest.wav", "silence_1s.wav", "8k.wav"):
         assert str(files[name]) in answered
@@ -69,7 +73,7 @@ def test_the_supported_range_is_the_models_own(trained, parser, max_decode_ratio
     if max_decode_ratio:
         parser = SLUParser.from_folder(trained[0], overrides={"max_decode_ratio": max_decode_ratio})
     low, high = parser.supported_samples()
-    assert 1 < low < RATE and high > 60 * RATE
+    assert 1 < low < RATE and high == 60 * RATE  # mini.yaml's max_audio_seconds
     rng = torch.Generator().manual_seed(0)
     for n in range(low, low + 400, 40):  # from the shortest length on: a well-formed parse
         found, confidence = parser.decode_batch(torch.randn(1, n, generator=rng) * 0.1, torch.ones(1))
@@ -77,10 +81,30 @@ def test_the_supported_range_is_the_models_own(trained, parser, max_decode_ratio
         assert confidence[0] <= 0
     with pytest.raises(ValueError, match="too short"):
         parser.parse_batch(torch.zeros(1, low - 1), torch.ones(1))
-    # the longest length is the encoder's own limit: a second more fails inside the model
-    assert parser.encode_batch(torch.zeros(1, high), torch.ones(1)).shape[1] > 0
+    with pytest.raises(ValueError, match="too long"):
+        parser.parse_batch(torch.zeros(1, high + 1), torch.ones(1))
+    # what the model takes at all is its encoder's absolute positions: a second more fails inside the model
+    hard, why = parser.architectural_limit()
+    assert hard > high and "positional encoding" in why
+    assert parser.encode_batch(torch.zeros(1, hard), torch.ones(1)).shape[1] > 0
     with pytest.raises(RuntimeError):
-        parser.encode_batch(torch.zeros(1, high + RATE), torch.ones(1))
+        parser.encode_batch(torch.zeros(1, hard + RATE), torch.ones(1))
+    with pytest.raises(ValueError, match="beyond what this model can take"):
+        parser.set_max_audio_seconds((hard + RATE) / RATE)
+
+
+def test_parse_takes_another_limit_within_what_the_model_takes(trained, tmp_path):
+    out, _ = trained
+    one, two = _wav(tmp_path / "one.wav", RATE), _wav(tmp_path / "two.wav", 2 * RATE)
+    result = run_cli("parse", out, one, "--max_audio_seconds=200", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: --max_audio_seconds: max_audio_seconds=200.0: beyond what this model can take")
+    result = run_cli("parse", out, one, two, "--max_audio_seconds=1.5", check=False)
+    assert result.returncode == 1
+    assert parses.is_valid(json.loads(result.stdout)["parse"])  # one.wav
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith(f"error: {two}: audio too long (2.0 s); this model parses ") and " to 1.5 s " in line
 
 
 def test_the_python_interface_gives_confidences_and_reasons(parser, tmp_path):

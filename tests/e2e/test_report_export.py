@@ -82,6 +82,9 @@ def test_exported_model_parses_like_the_recipe_in_a_fresh_process(trained, tmp_p
     assert "save" not in config.split("export_folder")[0]
     assert str(out) not in config  # no path back to the run
     assert "speechbrain.utils.parameter_transfer.Pretrainer" in config and "\nmodules:" in config
+    assert "\nmax_audio_seconds: 60" in config  # the longest audio parse accepts travels with the model
+    card = (export / "README.md").read_text()
+    assert " ms to 60 s " in card and "`stop-slu parse --max_audio_seconds=S` raises it" in card
 
     rows = _test_rows(out)
     assert len(rows) <= 32  # one test batch, so padding matches the recipe's decoding

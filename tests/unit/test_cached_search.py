@@ -1,72 +1,140 @@
-"""The cached beam and greedy searches score and find exactly what SpeechBrain's do."""
+"""The cached beam and greedy searches score and find exactly what SpeechBrain's
+do, on the decoder of every config, and compute only the newest position."""
 
+import pytest
 import torch
 from conftest import REPO
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.decoders.scorer import CTCScorer, ScorerBuilder
 from speechbrain.decoders.seq2seq import S2STransformerBeamSearcher, S2STransformerGreedySearcher
+from speechbrain.lobes.models.transformer.Transformer import TransformerDecoderLayer
+from test_configs import GPU_CONFIGS
 
 from stop_slu.cached_search import CachedTransformerBeamSearcher, CachedTransformerGreedySearcher
 
 VOCAB = 60
 
 
-def mini_model(tmp_path, **overrides):
-    """mini.yaml's transformer, CTC and output layers with random weights."""
-    with open(REPO / "hparams" / "mini.yaml", encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(
-            f,
-            {
-                "data_folder": str(tmp_path),
-                "output_folder": str(tmp_path / "out"),
-                "output_neurons": VOCAB,
-                "d_model": 64,
-                "nhead": 4,
-                "d_ffn": 128,
-                "num_encoder_layers": 1,
-                "num_decoder_layers": 2,
-                **overrides,
-            },
-        )
+def cached_configs():
+    """The configs whose test search is the cached one (all but Whisper's and finetune.yaml's overrides)."""
+    names = []
+    for path in sorted((REPO / "hparams").glob("*.yaml")):
+        if "test_search: !new:stop_slu.cached_search.CachedTransformerBeamSearcher" in path.read_text("utf-8"):
+            names.append(path.stem)
+    return names
+
+
+CONFIGS = cached_configs()
+
+
+def test_every_seq2seq_config_is_covered():
+    assert set(CONFIGS) >= {"mini", *GPU_CONFIGS}
+
+
+def tiny_model(name, tmp_path, **overrides):
+    """A config's model shrunk in width and depth, its attention type and classes
+    kept, with random weights. The SSL configs' frozen encoder is left out: the
+    search sees only the encoder states."""
+    sizes = {"d_model": 32, "nhead": 2, "d_ffn": 64, "num_encoder_layers": 1, "num_decoder_layers": 2}
+    text = (REPO / "hparams" / f"{name}.yaml").read_text("utf-8")
+    if "encoder_d_ffn:" in text:
+        sizes.update(encoder_d_ffn=32, csgu_linear_units=32)
+    if "ssl_model:" in text:
+        sizes.update(ssl_model=None, compute_features=None, ssl_layers=3, ssl_size=32, n_mels=16)
+    hparams = load_hyperpyyaml(
+        text,
+        {
+            "data_folder": str(tmp_path),
+            "output_folder": str(tmp_path / "out"),
+            "output_neurons": VOCAB,
+            **sizes,
+            **overrides,
+        },
+    )
+    torch.manual_seed(0)
     for module in hparams["modules"].values():
-        module.eval()
+        if module is not None:
+            module.eval()
     return hparams
 
 
-def searchers(hparams, beam_size=4):
-    """(SpeechBrain's searcher, the cached one) with joint CTC scoring."""
-    scorer = ScorerBuilder(
-        full_scorers=[CTCScorer(ctc_fc=hparams["ctc_lin"], blank_index=0, eos_index=hparams["eos_index"])],
-        weights={"ctc": 0.4},
-    )
-    options = dict(
+def greedy_options(hparams):
+    """Greedy search options, as the configs' valid search."""
+    return dict(
         modules=[hparams["Transformer"], hparams["seq_lin"]],
         bos_index=hparams["bos_index"],
         eos_index=hparams["eos_index"],
         min_decode_ratio=0.0,
         max_decode_ratio=1.0,
-        beam_size=beam_size,
-        scorer=scorer,
-        using_eos_threshold=False,
-        length_normalization=True,
     )
-    return S2STransformerBeamSearcher(**options), CachedTransformerBeamSearcher(**options)
 
 
-def encoder_states(hparams, batch=3, frames=40):
-    torch.manual_seed(0)
-    src = torch.randn(batch, frames * 4, 80)
-    lens = torch.tensor([1.0, 0.7, 0.45])[:batch]
-    with torch.no_grad():
-        return hparams["Transformer"].encode(hparams["CNN"](src), lens), lens
+def search_options(hparams, beam_size=3):
+    """Beam search options with joint CTC scoring, as the configs' test search."""
+    scorer = ScorerBuilder(
+        full_scorers=[CTCScorer(ctc_fc=hparams["ctc_lin"], blank_index=0, eos_index=hparams["eos_index"])],
+        weights={"ctc": 0.4},
+    )
+    options = dict(beam_size=beam_size, scorer=scorer, using_eos_threshold=False, length_normalization=True)
+    return {**greedy_options(hparams), **options}
 
 
-def test_each_step_gives_the_same_log_probs_as_speechbrain(tmp_path):
-    hparams = mini_model(tmp_path)
-    reference, cached = searchers(hparams)
-    assert cached.cached
+def encoder_states(hparams, batch=2, frames=16):
+    """Random encoder states (batch, frames, d_model) and relative lengths."""
+    generator = torch.Generator().manual_seed(0)
+    enc = torch.randn(batch, frames, hparams["d_model"], generator=generator)
+    return enc, torch.tensor([1.0, 0.7, 0.45])[:batch]
+
+
+class PositionsComputed:
+    """Counts the target positions each decoder call runs through the decoder's
+    first feed-forward (the real module, hooked): one per call when the decoder
+    computes only the newest position, the whole prefix when it recomputes."""
+
+    def __init__(self, model):
+        self.widths = []
+        self.handle = model.decoder.layers[0].pos_ffn.register_forward_hook(
+            lambda module, inputs, output: self.widths.append(inputs[0].shape[1])
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_search_is_cached_and_finds_what_speechbrains_finds(name, tmp_path):
+    """The config's test (beam) and valid (greedy) searchers: the hypotheses and
+    scores of SpeechBrain's searchers, each step computing one position."""
+    hparams = tiny_model(name, tmp_path)
+    assert type(hparams["test_search"]) is CachedTransformerBeamSearcher
+    assert type(hparams["valid_search"]) is CachedTransformerGreedySearcher
     enc, lens = encoder_states(hparams)
-    beam = 4
+    pairs = [
+        (S2STransformerBeamSearcher, CachedTransformerBeamSearcher, search_options(hparams)),
+        (S2STransformerGreedySearcher, CachedTransformerGreedySearcher, greedy_options(hparams)),
+    ]
+    for reference, cached, options in pairs:
+        with torch.no_grad():
+            with PositionsComputed(hparams["Transformer"]) as uncached_positions:
+                hyps_a, lens_a, scores_a, _ = reference(**options)(enc, lens)
+            with PositionsComputed(hparams["Transformer"]) as cached_positions:
+                hyps_b, lens_b, scores_b, _ = cached(**options)(enc, lens)
+        assert hyps_a == hyps_b and max(map(len, hyps_a)) > 3, (name, cached.__name__)
+        assert torch.equal(lens_a, lens_b) and torch.allclose(scores_a, scores_b, atol=1e-4)
+        assert max(uncached_positions.widths) > 3  # SpeechBrain's steps rerun the prefix
+        assert set(cached_positions.widths) == {1}, (name, cached.__name__)  # the newest position only
+
+
+@pytest.mark.parametrize("name", ["mini", "conformer"])  # absolute and relative encoder positions
+def test_each_step_gives_the_same_log_probs_as_speechbrain(name, tmp_path):
+    hparams = tiny_model(name, tmp_path)
+    reference = S2STransformerBeamSearcher(**search_options(hparams))
+    cached = CachedTransformerBeamSearcher(**search_options(hparams))
+    enc, lens = encoder_states(hparams)
+    beam = 3
     enc = enc.repeat_interleave(beam, 0)  # every utterance once per beam, as the search holds it
     enc_lens = torch.round(enc.shape[1] * lens).int().repeat_interleave(beam, 0)
     generator = torch.Generator().manual_seed(1)
@@ -84,57 +152,20 @@ def test_each_step_gives_the_same_log_probs_as_speechbrain(tmp_path):
             tokens = torch.randint(4, VOCAB, (enc.shape[0],), generator=generator)
 
 
-def test_whole_search_finds_the_same_hypotheses(tmp_path):
-    hparams = mini_model(tmp_path)
-    reference, cached = searchers(hparams)
-    enc, lens = encoder_states(hparams)
-    with torch.no_grad():
-        hyps_a, lens_a, scores_a, _ = reference(enc, lens)
-        hyps_b, lens_b, scores_b, _ = cached(enc, lens)
-    assert hyps_a == hyps_b and max(map(len, hyps_a)) > 3
-    assert torch.allclose(scores_a, scores_b, atol=1e-4)
-
-
-def test_other_attention_falls_back_to_speechbrain_steps(tmp_path):
-    hparams = mini_model(tmp_path, attention_type="RelPosMHAXL")
-    reference, cached = searchers(hparams)
-    assert not cached.cached
-    enc, lens = encoder_states(hparams)
-    with torch.no_grad():
-        assert reference(enc, lens)[0] == cached(enc, lens)[0]
-
-
-def greedy_searchers(hparams):
-    """(SpeechBrain's greedy searcher, the cached one), as the recipe's valid_search."""
-    options = dict(
-        modules=[hparams["Transformer"], hparams["seq_lin"]],
-        bos_index=hparams["bos_index"],
-        eos_index=hparams["eos_index"],
-        min_decode_ratio=0.0,
-        max_decode_ratio=1.0,
-    )
-    return S2STransformerGreedySearcher(**options), CachedTransformerGreedySearcher(**options)
-
-
-def test_cached_greedy_search_finds_what_speechbrains_finds(tmp_path):
-    hparams = mini_model(tmp_path)
-    reference, cached = greedy_searchers(hparams)
-    assert cached.cached
-    enc, lens = encoder_states(hparams)
-    with torch.no_grad():
-        hyps_a, lens_a, scores_a, _ = reference(enc, lens)
-        hyps_b, lens_b, scores_b, _ = cached(enc, lens)
-    assert hyps_a == hyps_b and max(map(len, hyps_a)) > 3
-    assert torch.equal(lens_a, lens_b) and torch.allclose(scores_a, scores_b, atol=1e-4)
-
-
-def test_cached_greedy_search_falls_back_with_other_attention(tmp_path):
-    hparams = mini_model(tmp_path, attention_type="RelPosMHAXL")
-    reference, cached = greedy_searchers(hparams)
-    assert not cached.cached
-    enc, lens = encoder_states(hparams)
-    with torch.no_grad():
-        assert reference(enc, lens)[0] == cached(enc, lens)[0]
+def test_a_decoder_the_cache_cannot_step_is_refused_when_the_searcher_is_built(tmp_path):
+    """SpeechBrain's decoder layer with relative-position attention (which
+    TransformerASR never builds, but a user's model might) is not stepped by the
+    cache: the searchers refuse it in one line instead of falling back."""
+    hparams = tiny_model("mini", tmp_path)
+    decoder = hparams["Transformer"].decoder
+    decoder.layers[1] = TransformerDecoderLayer(d_ffn=64, nhead=2, d_model=32, attention_type="RelPosMHAXL")
+    for searcher, options in (
+        (CachedTransformerBeamSearcher, search_options(hparams)),
+        (CachedTransformerGreedySearcher, greedy_options(hparams)),
+    ):
+        with pytest.raises(ValueError, match=r"decoder layer 1's self_attn .*S2STransformerBeamSearcher") as error:
+            searcher(**options)
+        assert "\n" not in str(error.value)
 
 
 def test_every_config_validates_with_the_cached_greedy_searcher_and_a_ctc_pre_beam():
@@ -152,3 +183,35 @@ def test_every_config_validates_with_the_cached_greedy_searcher_and_a_ctc_pre_be
         scorer = text[text.index("scorer: !new:stop_slu.search.ScorerBuilder") :].split("\n\n")[0]
         assert "partial_scorers: [!ref <ctc_scorer>]" in scorer, path.name  # CTC on the pre-beam only
         assert yaml.safe_load(text.split("valid_search_subset:")[1].split("\n")[0].split("#")[0]) > 0, path.name
+
+
+def test_the_whisper_config_searches_with_speechbrains_key_value_cache(tiny_whisper, tmp_path):
+    """Whisper's decoder is not ours: the config uses SpeechBrain's Whisper
+    searcher, which keeps the Hugging Face decoder's key-value cache (its
+    default); after the decoder prefix, each step feeds the decoder one token."""
+    text = (REPO / "hparams" / "whisper.yaml").read_text("utf-8")
+    hparams = load_hyperpyyaml(
+        text,
+        {
+            "data_folder": str(tmp_path),
+            "output_folder": str(tmp_path / "out"),
+            "whisper_hub": str(tiny_whisper),
+            "scorer": None,  # the tree constraint needs a trained tokenizer; not what is tested here
+            "max_decode_ratio": 0.01,
+        },
+    )
+    search = hparams["test_search"]
+    assert type(search).__name__ == "S2SWhisperBeamSearcher" and search.use_kv_cache
+    whisper = hparams["whisper"].eval()
+    widths = []
+    hook = whisper.model.decoder.embed_tokens.register_forward_hook(
+        lambda module, inputs, output: widths.append(inputs[0].shape[1])
+    )
+    try:
+        with torch.no_grad():
+            enc = whisper.encode(torch.randn(2, 16000, generator=torch.Generator().manual_seed(0)) * 0.1)
+            search(enc, torch.ones(2))
+    finally:
+        hook.remove()
+    prefix = len(hparams["decoder_prefix"])
+    assert widths[0] == prefix and len(widths) > 3 and set(widths[1:]) == {1}, widths
