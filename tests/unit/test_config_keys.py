@@ -1,7 +1,8 @@
 """The options the README, the recipe README and the user docs (docs/*.md) name
-as recipe overrides (``--key=``) are keys of every config, or of the configs that page's "Options per config" table names:
-the override check refuses a key a config lacks, so a config that drifted from
-the others would refuse an option the docs promise."""
+as recipe overrides (``--key=``) are keys of every config, or of the configs
+that docs/training-at-scale.md's "Options per config" table names: the override
+check refuses a key a config lacks, so a config that drifted from the others
+would refuse an option the docs promise."""
 
 import dataclasses
 import re

@@ -5,7 +5,7 @@ import os
 
 from stop_slu.data_prep import rows as preparation
 from stop_slu.data_prep.prepare import prepare
-from stop_slu.data_prep.release import disk_path, manifest_file_id
+from stop_slu.data_prep.release import DEFAULT_TARGET, disk_path, manifest_file_id
 
 
 def big_release(mini_release, root, copies=100):
@@ -32,7 +32,8 @@ def big_release(mini_release, root, copies=100):
             lines.append("\t".join(fields))
     os.unlink(root / lines[10].split("\t")[0])  # line 11: missing wav
     bad = lines[20].split("\t")
-    bad[-1] = bad[-1][:-2]  # line 21: unbalanced parse
+    column = header.split("\t").index(DEFAULT_TARGET)  # the target prepare reads by default
+    bad[column] = bad[column][:-2]  # line 21: unbalanced parse
     lines[20] = "\t".join(bad)
     lines.append(lines[30])  # last line: duplicate of line 31
     (root / "manifests" / "train.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
