@@ -8,29 +8,6 @@ import torch
 from conftest import OFFLINE, REPO, TINY, held_out_domain, manifest, run_cli
 
 
-@pytest.fixture(scope="module")
-def tiny_ssl(tmp_path_factory):
-    """Folders of a tiny randomly initialised WavLM and HuBERT, saved like hub models."""
-    transformers = pytest.importorskip("transformers", reason="the SSL configs need the ssl extra (transformers)")
-    folders = {}
-    for name, config, model in (("wavlm", "WavLMConfig", "WavLMModel"), ("hubert", "HubertConfig", "HubertModel")):
-        cfg = getattr(transformers, config)(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            conv_dim=(32,) * 7,
-            num_conv_pos_embeddings=16,
-            num_conv_pos_embedding_groups=2,
-        )
-        folder = tmp_path_factory.mktemp(f"tiny_{name}")
-        torch.manual_seed(0)
-        getattr(transformers, model)(cfg).save_pretrained(folder)
-        transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
-        folders[name] = folder
-    return folders
-
-
 def build_ssl_config(name, ssl_folder, tmp_path):
     from hyperpyyaml import load_hyperpyyaml
 
