@@ -74,6 +74,7 @@ def inference_yaml(recipe_text: str, overrides: dict, family=None, files: list[s
     for key in list(tree):
         value = tree[key]
         plain = isinstance(value, (bool, int, float, str)) and not hasattr(value, "tag")
+        plain = plain and not Path(str(value)).is_absolute()  # a path of the training machine (e.g. asr_source)
         if key.startswith("__") or (key not in keep and not (plain and _MARK not in str(value))):
             del tree[key]
     text = io.StringIO()
