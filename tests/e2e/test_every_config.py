@@ -114,7 +114,7 @@ def test_config_trains_resumes_exports_loads_from_the_hub_and_finetunes(
     command += [f"--output_folder={out}", f"--domains=[{domain}]", precision, *CONFIGS[config], *own]
 
     # train, killed in its second epoch, resumed where it stopped, tested
-    kill_in_epoch_2(command, out)
+    kill_in_epoch_2(command, out, timeout=1200)  # a loaded machine: minutes to epoch 2
     at_kill = checkpoints(out / "save")
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
