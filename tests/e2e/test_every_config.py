@@ -85,17 +85,19 @@ def reduced_precision(config: str) -> bool:
     ] in ("bf16", "fp16")
 
 
-@pytest.fixture(scope="module")
-def pretrained(tiny_ssl, tiny_whisper, tmp_path_factory):
-    """The config-specific options naming the tiny local pretrained models."""
-    asr = tmp_path_factory.mktemp("asr")
-    tiny_pretrained_asr(asr / "pretrained", asr)
-    return {
-        "conformer_asr_transfer": [f"--asr_source={asr / 'pretrained'}"],
-        "conformer_wavlm": [f"--ssl_hub={tiny_ssl['wavlm']}"],
-        "conformer_hubert": [f"--ssl_hub={tiny_ssl['hubert']}"],
-        "whisper": [f"--whisper_hub={tiny_whisper}"],
-    }
+def pretrained_options(config, request) -> list[str]:
+    """The options naming the tiny local pretrained model a config starts from
+    (built only for the configs that need one)."""
+    if config == "conformer_asr_transfer":
+        asr = request.getfixturevalue("tmp_path") / "asr"
+        asr.mkdir()
+        tiny_pretrained_asr(asr / "pretrained", asr)
+        return [f"--asr_source={asr / 'pretrained'}"]
+    if config in ("conformer_wavlm", "conformer_hubert"):
+        return [f"--ssl_hub={request.getfixturevalue('tiny_ssl')[config.split('_')[1]]}"]
+    if config == "whisper":
+        return [f"--whisper_hub={request.getfixturevalue('tiny_whisper')}"]
+    return []
 
 
 def sizes(folder):
@@ -103,12 +105,10 @@ def sizes(folder):
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_config_trains_resumes_exports_loads_from_the_hub_and_finetunes(
-    config, pretrained, mini_release, hub, tmp_path
-):
+def test_config_trains_resumes_exports_loads_from_the_hub_and_finetunes(config, request, mini_release, hub, tmp_path):
     domain = held_out_domain(mini_release)  # one domain: a few utterances
     out = tmp_path / "run"
-    own = pretrained.get(config, [])
+    own = pretrained_options(config, request)
     precision = "--precision=bf16" if reduced_precision(config) else "--precision=fp32"
     command = [sys.executable, "-m", "stop_slu.cli", "train", config, f"--data_folder={mini_release}"]
     command += [f"--output_folder={out}", f"--domains=[{domain}]", precision, *CONFIGS[config], *own]
