@@ -258,13 +258,16 @@ def load_averaged_model(hparams: dict, max_key: str | None = "ACC", min_key: str
 def load_source_weights(model_dir, hparams: dict, device) -> list:
     """Load the average of the best ``avg_checkpoints`` checkpoints of the
     training output folder ``model_dir`` (and its normaliser) into this run's
-    ``hparams["model"]`` / ``hparams["normalize"]``, before the first step: the
+    ``hparams["model"]`` / ``hparams["normalize"]`` (if the config has one), before the first step: the
     model of the source's test scores, as long as ``avg_checkpoints`` is the
     source's. A resumed fine-tuning run then recovers its own checkpoint on top.
     Returns the checkpoints averaged."""
     source = Checkpointer(
         Path(model_dir) / "save",
-        recoverables={"model": hparams["model"], "normalizer": hparams["normalize"]},
+        recoverables={
+            "model": hparams["model"],
+            **({"normalizer": hparams["normalize"]} if "normalize" in hparams else {}),
+        },
     )
     return load_averaged_model(
         {"checkpointer": source, "model": hparams["model"], "avg_checkpoints": hparams["avg_checkpoints"]},

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
+import ruamel.yaml
 import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
@@ -36,7 +37,8 @@ from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 from stop_slu import parses
 from stop_slu.checkpoints import load_averaged_model, weights_only_loading
 from stop_slu.data_prep.audio import AudioError, audio_info, load_audio
-from stop_slu.frontend import compute_features_of, encoder_input
+from stop_slu.families import family_of
+from stop_slu.frontend import compute_features_of
 from stop_slu.tokenizer.parse_tokenizer import ParseTokenizer, has_tokenizer, load_tokenizer
 
 if TYPE_CHECKING:  # the ONNX runtime (runtime/, pip install ./runtime) is imported only for an ONNX export
@@ -132,16 +134,24 @@ def load_normalizer(normalizer, path):
         normalizer._load(path)
 
 
-def _is_whisper_export(folder: Path) -> bool:
-    """An export of the Whisper config: Whisper's tokenizer folder, no feature normaliser."""
-    return (folder / EXPORT_TOKENIZER / WHISPER_TOKENIZER).is_dir()
+def export_files(config_path) -> list[str]:
+    """The files an exported model needs besides ``hyperparams.yaml`` (paths
+    relative to the export), as its ``files`` key lists them: read from the
+    YAML structure, without running the config. An export without the key
+    (stop-slu 0.2) needs its model, normaliser and tokenizer."""
+    tree = ruamel.yaml.YAML(typ="rt").load(Path(config_path).read_text(encoding="utf-8"))
+    files = tree.get(EXPORT_FILES) if hasattr(tree, "get") else None
+    if files is None:
+        return [EXPORT_MODEL, EXPORT_NORMALIZER, *(f"{EXPORT_TOKENIZER}/{n}" for n in TOKENIZER_FILES)]
+    return [str(name) for name in files]
 
 
 def _check_export_folder(folder: Path):
     """A local exported model folder: the files it needs, none leading outside it."""
-    whisper = _is_whisper_export(folder)
-    needed = [folder / n for n in (EXPORT_HPARAMS, EXPORT_MODEL, *([] if whisper else [EXPORT_NORMALIZER]))]
-    needed += [folder / EXPORT_TOKENIZER / n for n in (TOKENIZER_FILES[1:] if whisper else TOKENIZER_FILES)]
+    if not (folder / EXPORT_HPARAMS).is_file():
+        raise ModelFolderError(f"{folder}: not an exported model (no {EXPORT_HPARAMS}); make one with stop-slu export")
+    _inside(folder, folder / EXPORT_HPARAMS)
+    needed = [folder / name for name in export_files(folder / EXPORT_HPARAMS)]
     missing = [str(p.relative_to(folder)) for p in needed if not p.is_file()]
     if missing:
         raise ModelFolderError(
@@ -154,8 +164,7 @@ def _check_export_folder(folder: Path):
 MIN_DECODE_STEPS = 3  # the shortest parse and its end: "[IN:X", "]", end-of-sequence
 DEFAULT_MAX_AUDIO_SECONDS = 60.0  # the limit of a model whose config predates max_audio_seconds
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # SentencePiece model, label inventory
-WHISPER_TOKENIZER = "whisper"  # the Whisper config's tokenizer folder (Hugging Face files), beside tokenizer.json
-_EXPORT_REF = re.compile(r"<export_folder>/([^\s'\"\]\[,{}]+)")
+EXPORT_FILES = "files"  # the export's key listing every file it needs
 
 
 class SLUParser(Pretrained):
@@ -174,19 +183,20 @@ class SLUParser(Pretrained):
     (other rates are resampled, stereo down-mixed when loading files).
     """
 
-    # Encoder-decoder configs name CNN, Transformer and normalize among their
-    # modules; the Whisper config names whisper and a ``model_encode`` step.
+    # The modules are the config's: what its model family (``family``) needs.
     HPARAMS_NEEDED = ["model", "test_search", "decouple_output", "sample_rate"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.hparams = _Hparams(**vars(self.hparams))
+        self.family = family_of(self.hparams)
         self.overrides = {}  # of the training run (for the model card); from_folder sets them
         folder = self.hparams.get("tokenizer_folder") or Path(self.hparams.export_folder) / EXPORT_TOKENIZER
         self.tokenizer = load_tokenizer(folder)
         for module in (self.hparams.model, self.hparams.get("compute_features"), self.hparams.test_search):
             if module is not None:  # the Whisper config has no separate front-end
                 module.to(self.device).eval()
+        self.mods.eval()  # parsing never trains: not even a normaliser's statistics (freeze_params=False)
 
     @classmethod
     def from_folder(
@@ -239,11 +249,13 @@ class SLUParser(Pretrained):
         ``pretrained_from_hparams``: ``source`` is a local folder or a Hugging
         Face Hub repository id, ``savedir`` where its files are linked or
         downloaded (default: the local folder itself, or the Hub cache).
-        The tokenizer (which the tree-constrained search reads when it is built)
-        and any other file the config names under ``<export_folder>`` are
-        fetched into ``savedir`` first, then the config is loaded with
-        ``export_folder`` set there and the Pretrainer loads ``model.ckpt``
-        (strictly) and ``normalizer.ckpt``, weights-only. ``kwargs`` go to
+        Every file the export's ``files`` key lists (the tokenizer, which the
+        tree-constrained search reads when it is built, a pretrained model's
+        configuration and frozen weights, the model's weights) is fetched into
+        ``savedir`` first, one file at a time as from a Hub repository, then
+        the config is loaded with ``export_folder`` set there and the
+        Pretrainer loads ``model.ckpt`` (strictly) and ``normalizer.ckpt``,
+        weights-only. ``kwargs`` go to
         the constructor (``run_opts={"device": "cuda"}``, ``freeze_params``).
         Raises ModelFolderError for a local folder that is not an export, or
         one holding a symlink that leads outside it."""
@@ -254,18 +266,11 @@ class SLUParser(Pretrained):
         fetch_opts = {"source": source, "savedir": savedir, "local_strategy": local_strategy}
         fetch_opts["fetch_config"] = fetch_config
         config = fetch(filename=hparams_file, **fetch_opts)
-        text = Path(config).read_text(encoding="utf-8")
-        whisper = "stop_slu.whisper." in text  # the Whisper config: its tokenizer folder, no tokenizer.model
-        names = (*TOKENIZER_FILES[1:], WHISPER_TOKENIZER) if whisper else TOKENIZER_FILES
-        wanted = {f"{EXPORT_TOKENIZER}/{n}" for n in names}
-        wanted |= set(_EXPORT_REF.findall(text)) - {EXPORT_TOKENIZER}
-        export_folder = None
-        for relative in sorted(wanted):
+        export_folder = Path(config).parent  # savedir, the local folder or the Hub cache's snapshot
+        for relative in export_files(config):
             if savedir is not None:
                 (Path(savedir) / relative).parent.mkdir(parents=True, exist_ok=True)
-            local = fetch(filename=relative, **fetch_opts)
-            if relative == f"{EXPORT_TOKENIZER}/{TOKENIZER_FILES[1]}":
-                export_folder = Path(local).parent.parent
+            fetch(filename=relative, **fetch_opts)
         with weights_only_loading(source):
             return pretrained_from_hparams(
                 cls,
@@ -280,10 +285,7 @@ class SLUParser(Pretrained):
         """Audio (batch, samples) at ``sample_rate`` with relative lengths
         (batch,) -> encoder output (batch, frames, d_model)."""
         wavs, wav_lens = wavs.to(self.device).float(), wav_lens.to(self.device)
-        if self.hparams.get("model_encode") is not None:  # the model's own (stop_slu/whisper.py)
-            return self.hparams.model_encode(self.mods, wavs, wav_lens)
-        src, wav_lens = encoder_input(self.mods, self.hparams.compute_features, wavs, wav_lens)
-        return self.mods.Transformer.encode(src, wav_lens, pad_idx=self.hparams.pad_index)
+        return self.family.encode(self.mods, self.hparams, wavs, wav_lens)
 
     @torch.no_grad()
     def _encoder_frames(self, n_samples: int) -> int | None:
@@ -310,7 +312,7 @@ class SLUParser(Pretrained):
         take at all (``architectural_limit``)."""
         if getattr(self, "_supported", None) is None:
             rate = self.hparams.sample_rate
-            shortest = 1 if self.hparams.get("model_encode") is not None else self._shortest_samples()
+            shortest = 1 if self.family.fixed_window else self._shortest_samples()
             hard = self.architectural_limit()[0]
             longest = int(self.max_audio_seconds() * rate)
             self._supported = (shortest, min(longest, hard) if hard else longest)
@@ -416,6 +418,7 @@ class SLUParser(Pretrained):
         in the config): at most 0, nearer 0 more confident. Raises ValueError
         for a row shorter or longer than ``supported_samples``."""
         wav_lens = wav_lens.to(self.device)
+        self.mods.eval()  # parsing never changes the model, whatever mode it was left in
         for row, length in enumerate(wav_lens.tolist()):
             reason = self.check_length(round(length * wavs.shape[1]))
             if reason:

@@ -42,6 +42,7 @@ import torch
 from speechbrain.lobes.features import Fbank
 
 from stop_slu.cached_search import _Attention
+from stop_slu.families import WhisperSeq2Seq, family_of
 from stop_slu.search import token_classes
 from stop_slu.tokenizer.parse_tokenizer import BOUNDARY
 
@@ -60,7 +61,7 @@ def check_exportable(hparams) -> None:
     normalisation, SpeechBrain TransformerASR decoder with regular multi-head
     attention, the recipe's beam search."""
     hp = hparams
-    if hp.get("model_encode") is not None:
+    if isinstance(family_of(hp), WhisperSeq2Seq):
         raise OnnxExportError(
             "Whisper config: its encoder-decoder is Hugging Face's Whisper with its own cache and 30 s "
             "input window, which this export does not cover; parse it with PyTorch (stop-slu parse)"

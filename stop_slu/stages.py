@@ -3,7 +3,7 @@
 - ``prepare_data``: the release (downloaded when absent) -> CSVs, every split
   checked to have rows; also run by the SageMaker entry point.
 - ``build_tokenizer``: trains the tokenizer, builds it with the config's
-  ``tokenizer_builder``, or reuses a ``stop-slu tokenizer`` folder
+  model family, or reuses a ``stop-slu tokenizer`` folder
   (``tokenizer_from``).
 - ``report_target_lengths``: targets CTC cannot align, per split.
 - ``copy_tokenizer``: a trained model's tokenizer, for fine-tuning.
@@ -21,6 +21,7 @@ import torch
 from stop_slu.data_prep.download import STOP_URL, ensure_release
 from stop_slu.data_prep.prepare import REPORT_NAME, prepare, summary_line
 from stop_slu.data_prep.rows import PrepareError, read_csv
+from stop_slu.families import family_of
 from stop_slu.frontend import compute_features_of
 from stop_slu.inference import MODEL_TOKENIZER
 from stop_slu.tokenizer.parse_tokenizer import MODEL_NAME, ParseTokenizer, train_tokenizer
@@ -82,7 +83,7 @@ def prepare_data(hparams: dict):
 def build_tokenizer(hparams: dict) -> ParseTokenizer:
     """The run's tokenizer in ``tokenizer_folder``: trained on the training
     CSV's targets (reused when they and the options are unchanged); built by
-    the config's ``tokenizer_builder`` when it names one (the Whisper config:
+    the config's model family when it has its own (the Whisper family:
     Whisper's tokenizer plus the labels); or, with
     ``tokenizer_from`` (a folder from ``stop-slu tokenizer``), that folder's
     files copied byte for byte, the output layer then taking its size. Logs
@@ -94,9 +95,10 @@ def build_tokenizer(hparams: dict) -> ParseTokenizer:
     """
     train_csv = Path(hparams["prepare_folder"]) / f"{hparams['train_split']}.csv"
     targets = [row["semantics"] for row in read_csv(train_csv).values()]  # canonical, as the data pipeline reads them
-    if hparams.get("tokenizer_builder") is not None:
-        logger.info("Tokenizer: built by the config's tokenizer_builder on %s", train_csv)
-        return hparams["tokenizer_builder"](targets=targets, hparams=hparams)
+    family = family_of(hparams)
+    if family.build_tokenizer is not None:
+        logger.info("Tokenizer: built by the config's family (%s) on %s", type(family).__name__, train_csv)
+        return family.build_tokenizer(targets, hparams)
     source = hparams.get("tokenizer_from")
     if not source:
         logger.info("Tokenizer: trained on %s (tokenizer_from is not set)", train_csv)
@@ -222,9 +224,8 @@ def report_target_lengths(hparams: dict, tokenizer: ParseTokenizer) -> dict | No
 
 def copy_tokenizer(model_dir, folder):
     """The tokenizer of the model folder ``model_dir``, byte for byte, into
-    ``folder``: its ids are the output layer's (fine-tuning keeps them)."""
+    ``folder``, its subfolders included (Whisper's tokenizer files): its ids
+    are the output layer's (fine-tuning keeps them)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for path in (Path(model_dir) / MODEL_TOKENIZER).iterdir():
-        if path.is_file():
-            shutil.copyfile(path, folder / path.name)
+    shutil.copytree(Path(model_dir) / MODEL_TOKENIZER, folder, symlinks=False, dirs_exist_ok=True)

@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 import torch
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import ddp_barrier, if_main_process, run_on_main
 
 from stop_slu.checkpoints import CheckpointError, weights_only_loading
 
@@ -80,12 +80,24 @@ def load_matching(module: torch.nn.Module, path, min_fraction: float = 0.5) -> d
     return report
 
 
+def _drop_links(pretrainer):
+    """Remove the links the Pretrainer made in its ``collect_in`` folder to
+    the files it loaded (a local source or the Hugging Face cache): they lead
+    out of the output folder, which must hold only its own files to be parsed
+    or exported; the weights live on in the checkpoints."""
+    for name in pretrainer.loadables:
+        link = Path(pretrainer.collect_in) / f"{name}.ckpt"
+        if link.is_symlink():
+            link.unlink()
+
+
 def transfer_pretrained(hparams: dict, key: str = "asr_pretrainer") -> bool:
     """Fetch (main process) and load the files of ``hparams[key]``, a SpeechBrain
     ``Pretrainer``, if the config declares one. Returns whether it did.
 
     Run before training starts: a resumed run recovers its own checkpoint on
-    top. Raises ``TransferError`` for a source that cannot be fetched (a missing
+    top. The links to the fetched files are removed once they are loaded
+    (``transfer_report.json`` stays). Raises ``TransferError`` for a source that cannot be fetched (a missing
     local folder or file, an unknown hub name offline) or that matches nothing.
     """
     pretrainer = hparams.get(key)
@@ -94,6 +106,8 @@ def transfer_pretrained(hparams: dict, key: str = "asr_pretrainer") -> bool:
     try:
         run_on_main(pretrainer.collect_files)
         pretrainer.load_collected()
+        ddp_barrier()  # every process has read the files
+        run_on_main(_drop_links, args=[pretrainer])
     except (OSError, ValueError) as error:
         if isinstance(error, TransferError):
             raise

@@ -11,12 +11,13 @@ SpeechBrain's ``S2SWhisperBeamSearcher`` with the tree-constrained scorer
 is ``stop_slu.tokenizer.whisper_tokenizer`` (how a parse is tokenised is
 explained there).
 
-The recipe and the parser reach this module through the config: ``model_forward``
-(``compute_forward``, training and evaluation), ``model_encode`` (``encode``,
-inference) and ``tokenizer_builder`` (``build_tokenizer``). No CTC branch.
+The recipe, export and parser reach this module through the config's
+``family`` (``stop_slu.families.WhisperSeq2Seq``). No CTC branch.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from speechbrain.core import Stage
@@ -64,6 +65,19 @@ class WhisperSLU(Whisper):
                 )
             self.model.resize_token_embeddings(int(output_neurons))  # new rows: around the old rows' mean
 
+    def _from_pretrained(self, source, save_path, cache_dir, device=None, **kwargs):
+        """A Hugging Face model as SpeechBrain loads it; or, from a local folder
+        holding Whisper's configuration without weights (an exported model:
+        the fine-tuned weights are in its ``model.ckpt``), the architecture
+        alone, its weights loaded afterwards."""
+        folder = Path(str(source))
+        if folder.is_dir() and not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+            self.model = self.auto_class.from_config(self.config)
+            if device is not None:
+                self.model.to(device)
+            return
+        super()._from_pretrained(source, save_path, cache_dir, device=device, **kwargs)
+
     def load_tokenizer(self, source, **kwargs):
         """Whisper's tokenizer, downloaded into ``save_path`` like the weights
         (SpeechBrain's default is the user's Hugging Face cache)."""
@@ -99,15 +113,15 @@ def eos_index(whisper: WhisperSLU) -> int:
 
 
 def build_tokenizer(targets, hparams: dict, whisper: WhisperSLU) -> WhisperParseTokenizer:
-    """The recipe's tokenizer stage for Whisper (``tokenizer_builder`` in the
-    config): Whisper's tokenizer plus the labels of ``targets`` (the training
+    """The recipe's tokenizer stage for Whisper (the family's
+    ``build_tokenizer``): Whisper's tokenizer plus the labels of ``targets`` (the training
     CSV's canonical parses), in ``tokenizer_folder``."""
     rows = whisper.model.get_input_embeddings().weight.shape[0]
     return train_whisper_tokenizer(targets, hparams["tokenizer_folder"], whisper.tokenizer, model_vocab=rows)
 
 
 def compute_forward(modules, hparams, batch, stage, search=None):
-    """The recipe's forward pass for Whisper (``model_forward`` in the config).
+    """The recipe's forward pass for Whisper (the family's ``compute_forward``).
 
     Arguments: ``modules`` (the Brain's, holding ``whisper``), ``hparams`` (the
     Brain's namespace: ``wav_augment``, ``decoder_prefix``, ``log_softmax``),
@@ -129,10 +143,3 @@ def compute_forward(modules, hparams, batch, stage, search=None):
     if search is not None:
         hyps, _, _, _ = search(enc_out.detach(), wav_lens)
     return None, p_seq, wav_lens, hyps
-
-
-def encode(modules, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
-    """Inference's encoder pass (``model_encode`` in the config): (batch,
-    samples) audio -> (batch, 1500, d_model). Whisper sees 30 s windows, so the
-    relative lengths ``wav_lens`` are not needed."""
-    return modules["whisper"].encode(wavs)

@@ -423,3 +423,88 @@ class Snapshots(threading.Thread):
                     pass
                 time.sleep(self.rng.uniform(0, 0.002))
             self.taken.append(copy)
+
+
+# -- a local stand-in for the Hugging Face Hub (exports loaded by Hub id) --
+
+
+class HubStandIn:
+    """An HTTP server on 127.0.0.1 that serves model folders the way the Hub's
+    file endpoint does (``GET``/``HEAD /{repo_id}/resolve/{revision}/{path}``
+    with ``X-Repo-Commit``, ``ETag`` and ``Content-Length``; 404 with
+    ``X-Error-Code: EntryNotFound`` for a path that is not a file, folders
+    included). ``huggingface_hub`` reaches it through ``HF_ENDPOINT``
+    (``env``). ``requests`` lists (method, path, status) of every request."""
+
+    def __init__(self):
+        import hashlib
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import unquote, urlsplit
+
+        self.repos, self.requests = {}, []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, body: bool):
+                parts = unquote(urlsplit(self.path).path).lstrip("/").split("/")
+                file = None
+                if len(parts) >= 5 and parts[2] == "resolve" and "/".join(parts[:2]) in hub.repos:
+                    root = hub.repos["/".join(parts[:2])]
+                    candidate = (root / "/".join(parts[4:])).resolve()
+                    if candidate.is_relative_to(root) and candidate.is_file():
+                        file = candidate
+                hub.requests.append((self.command, self.path, 200 if file else 404))
+                if file is None:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = file.read_bytes()
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", hashlib.sha1(str(root).encode()).hexdigest())
+                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def do_HEAD(self):
+                self._answer(body=False)
+
+            def do_GET(self):
+                self._answer(body=True)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def serve(self, repo_id: str, folder: Path):
+        """Serve ``folder`` as the Hub repository ``repo_id`` (``user/name``)."""
+        self.repos[repo_id] = Path(folder).resolve()
+
+    def env(self, home: Path) -> dict:
+        """Environment for a subprocess loading from this stand-in with a fresh Hub cache in ``home``."""
+        return {
+            "HF_ENDPOINT": f"http://127.0.0.1:{self.server.server_address[1]}",
+            "HF_HOME": str(home),
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "NO_PROXY": "127.0.0.1",
+        }
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def hub():
+    """A running HubStandIn, shut down at the end of the session."""
+    stand_in = HubStandIn()
+    yield stand_in
+    stand_in.close()

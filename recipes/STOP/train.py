@@ -37,7 +37,7 @@ from stop_slu.checkpoints import CheckpointError, load_averaged_model, load_sour
 from stop_slu.data_prep.audio import load_audio
 from stop_slu.data_prep.prepare import PrepareError
 from stop_slu.data_prep.rows import read_csv
-from stop_slu.frontend import encoder_input
+from stop_slu.families import family_of
 from stop_slu.inference import RECIPE_COPY, RECIPE_OVERRIDES, output_parse
 from stop_slu.nodes import OutputFolder
 from stop_slu.recipe_args import OverrideError, RunOptionError, fit_run_options, parse_recipe_arguments
@@ -52,43 +52,19 @@ logger = logging.getLogger(__name__)
 
 
 class SLU(RobustBrain):
-    """Speech -> parse with a conformer encoder, transformer decoder and CTC, or
-    with the config's own ``model_forward`` (the Whisper config: stop_slu/whisper.py)."""
+    """Speech -> parse, with the model of the config's ``family``: an encoder,
+    a decoder and (but for Whisper) CTC."""
 
     valid_search_ids = None  # the utterances decoded at validation (None: all)
     test_ids = None  # the whole test set's IDs in order (DDP: every process decodes a share)
 
     def compute_forward(self, batch, stage):
+        """The config's model family's forward pass (stop_slu/families.py):
+        ``(p_ctc, p_seq, wav_lens, hyps)``, hyps one per utterance, its token
+        ids (None: not decoded); p_ctc None for a family without CTC."""
         batch = batch.to(self.device)
-        if getattr(self.hparams, "model_forward", None) is not None:  # the model's own (stop_slu/whisper.py)
-            return self.hparams.model_forward(self.modules, self.hparams, batch, stage, self._searcher(stage, batch.id))
-        wavs, wav_lens = batch.sig
-        tokens_bos, _ = batch.tokens_bos
-        train = stage == sb.Stage.TRAIN
-
-        if train and self.hparams.wav_augment is not None:
-            wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
-            tokens_bos = self.hparams.wav_augment.replicate_labels(tokens_bos)
-        fea_augment = self.hparams.fea_augment if train else None
-        src, wav_lens = encoder_input(
-            self.modules,
-            self.hparams.compute_features,
-            wavs,
-            wav_lens,
-            epoch=self.hparams.epoch_counter.current,
-            fea_augment=fea_augment,
-        )
-        if fea_augment is not None:
-            tokens_bos = fea_augment.replicate_labels(tokens_bos)
-        enc_out, dec_out = self.modules.Transformer(src, tokens_bos, wav_lens, pad_idx=self.hparams.pad_index)
-        # Log-probabilities in fp32 whatever the autocast precision (bf16/fp16 would
-        # round them, and CPU autocast keeps log_softmax in bf16): the losses need them.
-        p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(enc_out).float())
-        p_seq = self.hparams.log_softmax(self.modules.seq_lin(dec_out).float())
-
         search = self._searcher(stage, batch.id)
-        hyps = search(enc_out, wav_lens)[0] if search is not None else None
-        return p_ctc, p_seq, wav_lens, hyps  # hyps: one per utterance, its token ids (None: not decoded)
+        return family_of(self.hparams).compute_forward(self.modules, self.hparams, batch, stage, search)
 
     def _searcher(self, stage, ids):
         """How this stage decodes the batch of utterance ``ids``, as a searcher
@@ -362,7 +338,8 @@ def main(argv=None, init_from=None) -> dict:
         )
 
     train_data, valid_data, test_data, train_loader_kwargs, valid_search_ids = dataio_prepare(hparams, tokenizer)
-    transfer_pretrained(hparams)  # configs with an asr_pretrainer start from a pretrained ASR model
+    if not init_from:  # configs with an asr_pretrainer start from a pretrained ASR model (fine-tuning: from init_from)
+        transfer_pretrained(hparams)
     brain = SLU(
         modules=hparams["modules"],
         opt_class=hparams["Adam"],

@@ -175,7 +175,7 @@ def test_every_config_validates_with_the_cached_greedy_searcher_and_a_ctc_pre_be
         text = path.read_text(encoding="utf-8")
         if "valid_search:" not in text:
             continue  # finetune.yaml: overrides only
-        if "model_forward:" in text:  # Whisper: its own searchers, no CTC; a valid subset all the same
+        if "families.WhisperSeq2Seq" in text:  # Whisper: its own searchers, no CTC; a valid subset all the same
             assert yaml.safe_load(text.split("valid_search_subset:")[1].split("\n")[0].split("#")[0]) > 0, path.name
             continue
         assert "valid_search: !new:stop_slu.cached_search.CachedTransformerGreedySearcher" in text, path.name
