@@ -115,23 +115,76 @@ def pretrainer_yaml(normalizer: bool = True) -> str:
     )
 
 
+def _front_matter(out: Path, metrics: dict) -> list[str]:
+    """The Hugging Face Hub's model-card metadata (YAML between ``---`` lines,
+    https://huggingface.co/docs/hub/model-cards#model-card-metadata): the
+    licence (STOP's: the model may be used, the data not shared), library,
+    tags and, when the run tested, its EM and EM-Tree as a model-index entry."""
+    lines = [
+        "---",
+        "license: other",
+        "license_name: stop-dataset-license-agreement",
+        "license_link: https://dl.fbaipublicfiles.com/stop/LICENSE.txt",
+        "library_name: speechbrain",
+        "language:",
+        "- en",
+        "tags:",
+        "- spoken-language-understanding",
+        "- end-to-end-slu",
+        "- semantic-parsing",
+        "- stop",
+        "- speechbrain",
+    ]
+    if metrics:
+        lines += [
+            "model-index:",
+            f"- name: {json.dumps(out.name)}",
+            "  results:",
+            "  - task:",
+            "      type: spoken-language-understanding",
+            "      name: Spoken language understanding (STOP parses)",
+            "    dataset:",
+            "      type: stop",
+            "      name: the training run's test split (see Data below)",
+            "    metrics:",
+            "    - type: exact_match",
+            "      name: EM",
+            f"      value: {metrics.get('em')}",
+            "    - type: exact_match",
+            "      name: EM-Tree",
+            f"      value: {metrics.get('em_tree')}",
+        ]
+    return [*lines, "---", ""]
+
+
+def _shareable(overrides: dict) -> dict:
+    """The run's overrides without paths of the training machine (folders,
+    local models): the card says what was changed, not where it lay."""
+    return {key: value for key, value in overrides.items() if not str(value).startswith(("/", "~"))}
+
+
 def _model_card(out: Path, export: Path, parser: SLUParser, overrides: dict) -> str:
     metrics_path, report_path = out / "metrics_test.json", out / "data" / "prepare_report.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     n_params = sum(p.numel() for p in parser.hparams.model.parameters())
     shortest, longest = parser.supported_duration()
     lines = [
+        *_front_matter(out, metrics),
         f"# STOP spoken-language-understanding model ({out.name})",
         "",
         "Audio (16 kHz mono; other rates are resampled) in, a STOP semantic parse out, e.g.",
         "`[IN:CREATE_ALARM [SL:DATE_TIME for seven tomorrow ] ]`. Trained with stop-slu.",
         "",
+        "Licence: a model trained on STOP may be used, academically and commercially, under Meta's",
+        "STOP Dataset License Agreement; the data itself may not be shared (this folder holds none).",
+        "",
         "## Use",
         "",
         "```python",
-        "from stop_slu.inference import SLUParser  # pip install stop-slu (a SpeechBrain Pretrained interface)",
+        "# pip install -e . in a clone of the stop-slu repository (a SpeechBrain Pretrained interface)",
+        "from stop_slu.inference import SLUParser",
         "parser = SLUParser.from_hparams(",
-        f'    source="{export}",  # this folder, or the Hugging Face Hub repository it was uploaded to',
+        '    source="YOUR_NAME/REPO",  # the Hugging Face Hub repository of this folder, or its local path',
         '    savedir="pretrained/stop",',
         '    run_opts={"device": "cpu"},  # or "cuda"',
         ")",
@@ -148,7 +201,7 @@ def _model_card(out: Path, export: Path, parser: SLUParser, overrides: dict) -> 
         f"{len(parser.tokenizer.labels)} intent/slot labels (`{LABELS}`)",
         f"- search: beam {parser.hparams.get('test_beam_size')}, CTC weight "
         f"{parser.hparams.get('ctc_weight_decode')}, tree-constrained: {parser.hparams.get('tree_constrained_search')}",
-        f"- config: `{RECIPE_COPY}` of the run, overrides: `{json.dumps(overrides, sort_keys=True)}`",
+        f"- config: `{RECIPE_COPY}` of the run, overrides: `{json.dumps(_shareable(overrides), sort_keys=True)}`",
         f"- audio it parses: {shortest * 1000:.0f} ms to {longest:g} s (other files get a one-line reason "
         "instead of a parse); the longest is `max_audio_seconds` in `hyperparams.yaml`: "
         "`stop-slu parse --max_audio_seconds=S` raises it (memory grows with it)",

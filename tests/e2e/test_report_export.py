@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import yaml
 from conftest import REPO, TINY, run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -85,6 +86,12 @@ def test_exported_model_parses_like_the_recipe_in_a_fresh_process(trained, tmp_p
     assert "\nmax_audio_seconds: 60" in config  # the longest audio parse accepts travels with the model
     card = (export / "README.md").read_text()
     assert " ms to 60 s " in card and "`stop-slu parse --max_audio_seconds=S` raises it" in card
+    # the Hub's metadata: licence, library, the run's EM; and no path of the training machine
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["license"] == "other" and "stop" in front["license_link"] and front["library_name"] == "speechbrain"
+    metrics = json.loads((out / "metrics_test.json").read_text())
+    assert front["model-index"][0]["results"][0]["metrics"][0]["value"] == metrics["em"]
+    assert str(out) not in card and str(export) not in card and str(tmp_path) not in card
 
     rows = _test_rows(out)
     assert len(rows) <= 32  # one test batch, so padding matches the recipe's decoding
