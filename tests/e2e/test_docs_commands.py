@@ -48,6 +48,18 @@ SUBSTITUTES = {
     "torchrun --nproc_per_node=4 -m stop_slu.cli evaluate OUT STOP_DIR --device cuda --out eval": (
         "torchrun --standalone --nproc_per_node=2 -m stop_slu.cli evaluate out {release} --device cpu --out eval_ddp"
     ),
+    # the server runs until stopped: started in the background (as the reader's second terminal would hold
+    # it), its address line awaited; the curl command below stops it
+    "stop-slu serve stop_slu_demo/model": (
+        "timeout 900 stop-slu serve stop_slu_demo/model > serve.log 2>&1 & echo $! > serve.pid; "
+        "for i in $(seq 300); do grep -q 'serving ' serve.log && break; sleep 1; done; grep -q 'serving ' serve.log"
+    ),
+    # the tiny demo has 4 test clips, not alarm_test/00000001.wav: its first test_1 clip instead; then the server stops
+    "curl -H 'Content-Type: audio/wav' --data-binary @stop_slu_demo/mini_stop/test_1/alarm_test/00000001.wav "
+    "http://127.0.0.1:8000/v1/parse": (
+        "curl -s -H 'Content-Type: audio/wav' --data-binary @$(ls stop_slu_demo/mini_stop/test_1/*/*.wav | head -1) "
+        "http://127.0.0.1:8000/v1/parse > served.json; kill $(cat serve.pid); grep -q '\"parse\"' served.json"
+    ),
     # uploading needs a Hub account and the network: the command's own help shows it exists as written
     "hf upload YOUR_NAME/stop-slu-mini EXPORT_DIR . --repo-type model": "hf upload --help",
 }
