@@ -32,7 +32,7 @@ from conftest import (
 
 from stop_slu.checkpoints import seal_checkpoint, state_digest
 from stop_slu.data_prep.audio import load_audio
-from stop_slu.data_prep.release import utterance_id
+from stop_slu.data_prep.release import DEFAULT_TARGET, utterance_id
 
 
 def error_line(result, max_lines=None):
@@ -63,7 +63,7 @@ def test_every_kind_of_bad_row_is_skipped_with_its_reason(mini_release, tmp_path
     shutil.copytree(mini_release, release)
     columns, rows = manifest(release)
     wav = [release / row[columns.index("file_id")] for row in rows]
-    target = columns.index("decoupled_normalized_seqlogical")
+    target = columns.index(DEFAULT_TARGET)  # the target column prepare reads by default
     signal_16k, _ = sf.read(wav[3], dtype="float32")
 
     wav[0].unlink()  # line 2: missing
