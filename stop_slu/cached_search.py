@@ -13,6 +13,13 @@ each layer on that one position.
 ``CachedTransformerGreedySearcher`` does the same for greedy search (the
 recipe's validation decoding).
 
+Both also search each utterance of a padded batch as SpeechBrain searches it
+alone: its step limit is ``int(frames * max_decode_ratio)`` of its own frames,
+not of the batch's longest, and at its last step its live hypotheses end as
+SpeechBrain ends them at the limit of a batch of one. So batching changes no
+parse (the tree constraint, stop_slu/search.py, takes the same per-utterance
+limits).
+
 Both handle the decoder of SpeechBrain's ``TransformerASR`` (and of
 ``stop_slu.ebranchformer.EBranchformerASR``, which keeps it) for every encoder
 attention the configs use: SpeechBrain builds that decoder with regular
@@ -38,6 +45,8 @@ from speechbrain.lobes.models.transformer.Transformer import (
     TransformerDecoderLayer,
 )
 from speechbrain.lobes.models.transformer.TransformerASR import TransformerASR
+
+from stop_slu.search import utterance_step_limits
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -187,6 +196,27 @@ class CachedTransformerBeamSearcher(S2STransformerBeamSearcher):
         log_probs = self.softmax(self.fc(x) / self.temperature)
         return log_probs[:, -1, :], memory, attn
 
+    def init_beam_search_data(self, enc_states, wav_len):
+        enc_lens = torch.round(enc_states.shape[1] * wav_len).int()
+        self._last_steps = (utterance_step_limits(enc_states, enc_lens, self.max_decode_ratio) - 1).tolist()
+        return super().init_beam_search_data(enc_states, wav_len)
+
+    def search_step(self, alived_hyps, inp_tokens, log_probs, eos_hyps_and_log_probs_scores, *args):
+        """SpeechBrain's step; then the utterances whose own step limit this step
+        is end their live hypotheses, as SpeechBrain's search of a batch of one
+        ends them after its last step (``_fill_alived_hyps_with_eos_token``)."""
+        out = super().search_step(alived_hyps, inp_tokens, log_probs, eos_hyps_and_log_probs_scores, *args)
+        alived_hyps, ended, scores, step = out[0], out[3], out[8], args[-1]
+        ending = [i for i, last in enumerate(self._last_steps) if last == step and len(ended[i]) < self.beam_size]
+        if ending and step < self.max_decode_steps - 1:  # at the batch's own limit SpeechBrain fills them itself
+            rows = torch.cat([torch.arange(i * self.beam_size, (i + 1) * self.beam_size) for i in ending])
+            rows = rows.to(self.device)
+            tokens = torch.full((self.n_bh,), -1, dtype=torch.long, device=self.device)
+            tokens[rows] = self.eos_index
+            self._update_hyps_and_scores_if_eos_token(tokens, alived_hyps, ended, scores)
+            alived_hyps.sequence_scores[rows] = float("-inf")
+        return out
+
 
 class CachedTransformerGreedySearcher(S2STransformerGreedySearcher):
     """``S2STransformerGreedySearcher`` with the same incremental decoder (same
@@ -200,3 +230,11 @@ class CachedTransformerGreedySearcher(S2STransformerGreedySearcher):
     def forward_step(self, inp_tokens, memory, enc_states, enc_lens, attention_mask=None):
         x, memory, attn = _cached_decoder_step(self.model, inp_tokens, memory, enc_states, enc_lens)
         return self.fc(x)[:, -1, :], memory, attn
+
+    def forward(self, enc_states, wav_len, attention_mask=None):
+        """SpeechBrain's greedy search; each hypothesis then ends at its own
+        utterance's step limit, where a search of that utterance alone ends."""
+        hyps, *rest = super().forward(enc_states, wav_len, attention_mask)
+        enc_lens = torch.round(enc_states.shape[1] * wav_len).int()
+        limits = utterance_step_limits(enc_states, enc_lens, self.max_decode_ratio).tolist()
+        return [hyp[:limit] for hyp, limit in zip(hyps, limits)], *rest

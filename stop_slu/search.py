@@ -72,6 +72,15 @@ def token_classes(pieces: list[str], eos_index: int) -> dict[str, list[bool]]:
     return classes
 
 
+def utterance_step_limits(enc_states: torch.Tensor, enc_lens, max_decode_ratio: float) -> torch.Tensor:
+    """Each utterance's step limit, ``int(frames * max_decode_ratio)`` of its
+    own frames (SpeechBrain's limit for a batch of one), as a (batch,) long
+    tensor. ``enc_states``: (batch, frames, dim); ``enc_lens``: the frames of
+    each utterance (batch,), or None for the whole padded length."""
+    frames = [enc_states.shape[1]] * enc_states.shape[0] if enc_lens is None else enc_lens.tolist()
+    return torch.tensor([int(n * max_decode_ratio) for n in frames], dtype=torch.long)
+
+
 class TreeConstraintScorer(BaseScorerInterface):
     """Masks the tokens that would make a hypothesis an ill-formed parse.
 
@@ -130,8 +139,12 @@ class TreeConstraintScorer(BaseScorerInterface):
     # -- scorer interface ----------------------------------------------------
     def reset_mem(self, x, enc_lens):
         """State: (depth, kind of last token, step, step limit); built on the
-        first call, when the number of hypotheses is known."""
-        return {"limit": int(x.shape[1] * self.max_decode_ratio)}
+        first call, when the number of hypotheses is known. ``x``: encoder
+        states (batch, frames, dim); ``enc_lens``: each utterance's frames
+        (batch,), or None when none is padded. Each utterance gets its own step
+        limit, the one it has when searched alone, so that padding in a batch
+        changes no parse."""
+        return {"limit": utterance_step_limits(x, enc_lens, self.max_decode_ratio)}
 
     def permute_mem(self, memory, index):
         if "depth" in memory:
@@ -140,6 +153,7 @@ class TreeConstraintScorer(BaseScorerInterface):
                 "depth": memory["depth"][index],
                 "last": memory["last"][index],
                 "token": memory["token"][index],
+                "limit": memory["limit"][index],
             }
         return memory
 
@@ -147,8 +161,10 @@ class TreeConstraintScorer(BaseScorerInterface):
         classes = self._masks(inp_tokens.device)
         n_hyps, vocab = inp_tokens.shape[0], classes["eos"].shape[0]
         if "depth" not in memory:
+            limit = memory["limit"].to(inp_tokens.device)
             memory = {
                 **memory,
+                "limit": limit.repeat_interleave(n_hyps // limit.shape[0]),  # per hypothesis: beams of an utterance
                 "step": 0,
                 "depth": torch.zeros(n_hyps, dtype=torch.long, device=inp_tokens.device),
                 "last": torch.full((n_hyps,), START, dtype=torch.long, device=inp_tokens.device),

@@ -49,6 +49,29 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "e2e" in item.path.parts:
             item.add_marker(pytest.mark.slow)
+        # pytest-xdist (-n, --dist loadgroup): a module's tests run on one worker, so its module-scoped
+        # fixtures are built once; the config matrix's tests, each minutes of work, spread over the workers
+        if item.path.name != "test_every_config.py":
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+def shared(tmp_path_factory, name: str, build) -> Path:
+    """The folder ``name`` for a session fixture, filled by ``build(folder)``
+    once for the whole run: under pytest-xdist the first worker builds it while
+    holding a lock, the others wait for it and reuse it."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # common to the workers
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(root / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 
 def run_cli(*args, check=True, timeout=900, env=None):
@@ -143,9 +166,11 @@ def kill_in_epoch_2(command, out, timeout=300):
 @pytest.fixture(scope="session")
 def mini_release(tmp_path_factory):
     """A mini-STOP release made by the CLI: 80 train, 8+8 eval, 8+8 test utterances."""
-    out = tmp_path_factory.mktemp("mini_stop")
-    run_cli("synth", out, "--train", 80, "--valid", 8, "--test", 8, "--seed", 3, "--quiet")
-    return out
+    return shared(
+        tmp_path_factory,
+        "mini_stop",
+        lambda out: run_cli("synth", out, "--train", 80, "--valid", 8, "--test", 8, "--seed", 3, "--quiet"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -160,17 +185,21 @@ def prepared(mini_release, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(mini_release, tmp_path_factory):
     """(output folder, CompletedProcess) of a tiny model trained via the CLI."""
-    out = tmp_path_factory.mktemp("trained")
-    result = run_cli(
-        "train",
-        "mini",
-        f"--data_folder={mini_release}",
-        f"--output_folder={out}",
-        "--number_of_epochs=3",
-        "--lr_adam=15e-4",
-        *TINY,  # an exponent without a dot is a number too
-    )
-    return out, result
+
+    def build(folder):
+        result = run_cli(
+            "train",
+            "mini",
+            f"--data_folder={mini_release}",
+            f"--output_folder={folder / 'out'}",
+            "--number_of_epochs=3",
+            "--lr_adam=15e-4",
+            *TINY,  # an exponent without a dot is a number too
+        )
+        (folder / "result.json").write_text(json.dumps([result.args, result.returncode, result.stdout, result.stderr]))
+
+    folder = shared(tmp_path_factory, "trained", build)
+    return folder / "out", subprocess.CompletedProcess(*json.loads((folder / "result.json").read_text()))
 
 
 def make_tiny_whisper(folder: Path) -> Path:
@@ -225,7 +254,7 @@ def make_tiny_whisper(folder: Path) -> Path:
 def tiny_whisper(tmp_path_factory):
     """Folder of a tiny randomly initialised Whisper (``--whisper_hub=DIR``); nothing is downloaded."""
     pytest.importorskip("transformers", reason="the Whisper config needs the ssl extra (transformers)")
-    return make_tiny_whisper(tmp_path_factory.mktemp("tiny_whisper"))
+    return shared(tmp_path_factory, "tiny_whisper", make_tiny_whisper)
 
 
 @pytest.fixture(scope="session")
@@ -233,28 +262,33 @@ def tiny_ssl(tmp_path_factory):
     """Folders of a tiny randomly initialised WavLM and HuBERT, saved like hub models
     (``--ssl_hub=DIR``), with the large models' layout (layer-normalised CNN,
     pre-norm transformer); nothing is downloaded."""
-    import torch
+    pytest.importorskip("transformers", reason="the SSL configs need the ssl extra (transformers)")
+    models = {"wavlm": ("WavLMConfig", "WavLMModel"), "hubert": ("HubertConfig", "HubertModel")}
+    return {
+        name: shared(tmp_path_factory, f"tiny_{name}", lambda folder, classes=classes: save_tiny_ssl(folder, *classes))
+        for name, classes in models.items()
+    }
 
-    transformers = pytest.importorskip("transformers", reason="the SSL configs need the ssl extra (transformers)")
-    folders = {}
-    for name, config, model in (("wavlm", "WavLMConfig", "WavLMModel"), ("hubert", "HubertConfig", "HubertModel")):
-        cfg = getattr(transformers, config)(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            conv_dim=(32,) * 7,
-            num_conv_pos_embeddings=16,
-            num_conv_pos_embedding_groups=2,
-            feat_extract_norm="layer",
-            do_stable_layer_norm=True,
-        )
-        folder = tmp_path_factory.mktemp(f"tiny_{name}")
-        torch.manual_seed(0)
-        getattr(transformers, model)(cfg).save_pretrained(folder)
-        transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
-        folders[name] = folder
-    return folders
+
+def save_tiny_ssl(folder: Path, config: str, model: str) -> None:
+    """A tiny random ``transformers`` SSL model (``config``, ``model``: class names) saved in ``folder``."""
+    import torch
+    import transformers
+
+    cfg = getattr(transformers, config)(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+    )
+    torch.manual_seed(0)
+    getattr(transformers, model)(cfg).save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
 
 
 def build_ssl_config(name, ssl_folder, tmp_path):

@@ -17,6 +17,7 @@ Any YAML key can be overridden on the command line (``--number_of_epochs=5``,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -174,7 +175,9 @@ class SLU(RobustBrain):
 
         if stage == sb.Stage.VALID:
             if self.decoded:
-                logger.info("Validation: decoded %s", ",".join(sorted(uid for uid, _, _, _ in self.decoded)))
+                uids = sorted(uid for uid, _, _, _ in self.decoded)
+                digest = hashlib.sha256(",".join(uids).encode()).hexdigest()[:12]
+                logger.info("Validation: decoded %d utterances (IDs digest %s)", len(uids), digest)
             lr = self.hparams.noam_annealing.current_lr
             self.log_stats(
                 stats_meta={"epoch": epoch, "lr": lr, "steps": self.optimizer_step, "minutes": self.train_minutes},

@@ -25,6 +25,7 @@ import yaml
 from conftest import OFFLINE, REPO, checkpoints, held_out_domain, kill_in_epoch_2, manifest, run_cli
 from test_train_configs import tiny_pretrained_asr
 
+from stop_slu import parses
 from stop_slu.checkpoints import statistics_digest
 from stop_slu.inference import export_files
 
@@ -126,6 +127,7 @@ def test_config_trains_resumes_exports_loads_from_the_hub_and_finetunes(config, 
     # export: each weight once, no path of the training machine
     export = tmp_path / "export"
     run_cli("export", out, export, env=OFFLINE)
+    FAMILY_CHECKS.get(config, lambda *_: None)(out, export, mini_release)
     files = sizes(export)
     text = (export / "hyperparams.yaml").read_text()
     for path in (out, *(option.split("=", 1)[1] for option in own)):
@@ -172,6 +174,53 @@ def test_config_trains_resumes_exports_loads_from_the_hub_and_finetunes(config, 
     )
     assert json.loads((tuned / "metrics_test.json").read_text())["n"] == scores["n"]
     assert sizes(tuned / "save" / "tokenizer") == sizes(out / "save" / "tokenizer")
+
+
+def last_checkpoint_state(out):
+    return torch.load(sorted((out / "save").glob("CKPT+*"))[-1] / "model.ckpt", weights_only=True)
+
+
+def check_ssl(out, export, release):
+    """Only the layer weights of the SSL front-end train, and checkpoints hold
+    no SSL weight (they stay small)."""
+    state = last_checkpoint_state(out)
+    (layer_weights,) = [v for k, v in state.items() if k.endswith(".weights") and v.ndim == 1]
+    assert layer_weights.shape == (3,) and layer_weights.abs().sum() > 0  # 2 layers + CNN output, trained
+    assert not any("feature_extractor" in key or "ssl" in key for key in state)
+
+
+def check_whisper(out, export, release):
+    """Whisper's tokenizer grows by the labels, the whole model is fine-tuned
+    without a feature normaliser, every test output is a parse, and an export
+    without its tokenizer is refused in one line."""
+    scores = json.loads((out / "metrics_test.json").read_text())
+    assert scores["valid"] == 100.0
+    for line in (out / "predictions_test.tsv").read_text().splitlines()[1:]:
+        assert parses.is_valid(line.split("\t")[1]), line
+    tokenizer = json.loads((out / "save" / "tokenizer" / "tokenizer.json").read_text())
+    assert tokenizer["kind"] == "whisper" and (out / "save" / "tokenizer" / "whisper").is_dir()
+    vocab = tokenizer["base_vocab_size"] + len(tokenizer["labels"]) + 1  # Whisper's tokens + labels + "]"
+    assert f"output_neurons: {vocab}" in (out / "recipe_overrides.yaml").read_text()
+    state = last_checkpoint_state(out)
+    (embedding,) = [v for k, v in state.items() if k.endswith("decoder.embed_tokens.weight")]
+    assert embedding.shape[0] == vocab  # the decoder's vocabulary grew by the labels
+    assert any(k.endswith("encoder.conv1.weight") for k in state)  # the encoder is fine-tuned too
+    assert not list((out / "save").glob("CKPT+*/normalizer.ckpt"))
+    assert (export / "tokenizer" / "whisper").is_dir() and not (export / "normalizer.ckpt").exists()
+
+    broken = out.parent / "broken"  # an export without its tokenizer: one line, no traceback
+    shutil.copytree(export, broken)
+    (broken / "tokenizer" / "tokenizer.json").unlink()
+    wav = next((release / "test_1").rglob("*.wav"))
+    result = run_cli("parse", broken, wav, check=False, env=OFFLINE)
+    assert result.returncode != 0 and "tokenizer.json" in result.stderr and "Traceback" not in result.stderr
+
+
+FAMILY_CHECKS = {
+    "conformer_wavlm": check_ssl,
+    "conformer_hubert": check_ssl,
+    "whisper": check_whisper,
+}
 
 
 def csv_rows(path):

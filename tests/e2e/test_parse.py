@@ -139,3 +139,28 @@ def test_parse_tsv_feeds_score(trained, prepared, tmp_path):
     assert "given by two files of the same name (00000001: " in clash.stderr and "--csv" in clash.stderr
     one = run_cli("parse", trained[0], wavs[0], "--tsv")
     assert one.stdout.split("\t")[0] == Path(wavs[0]).stem
+
+
+def test_a_clip_parses_the_same_alone_and_in_a_padded_batch(trained, parser):
+    """Batching is an implementation detail: each utterance of a padded batch
+    is encoded as if alone, keeps its own step limit and ends its hypotheses
+    where a search of it alone ends them, so every parse and confidence is the
+    one it gets alone; the greedy search (validation) keeps per-utterance
+    limits too."""
+    import csv
+
+    out, _ = trained
+    with open(out / "data" / "test.csv", encoding="utf-8") as f:
+        wavs = [row["wav"] for row in sorted(csv.DictReader(f), key=lambda r: float(r["duration"]))]
+    wavs = wavs[:: max(1, len(wavs) // 8)][:8]  # short to long: the longest pads the others
+    assert len(wavs) == 8
+    alone = [parser.parse_files([wav])[0] for wav in wavs]
+    batched = parser.parse_files(wavs, batch_size=len(wavs))
+    assert [r["parse"] for r in batched] == [r["parse"] for r in alone]
+    assert [r["confidence"] for r in batched] == pytest.approx([r["confidence"] for r in alone], abs=1e-3)
+
+    greedy = parser.hparams.valid_search  # the validation's search, on the same encoder
+    with torch.no_grad():
+        together = greedy(*parser.encode_each(*parser.load_batch(wavs)))[0]
+        each = [greedy(parser.encode_batch(*parser.load_batch([w])), torch.ones(1))[0][0] for w in wavs]
+    assert together == each

@@ -107,11 +107,14 @@ class PositionsComputed:
 @pytest.mark.parametrize("name", CONFIGS)
 def test_search_is_cached_and_finds_what_speechbrains_finds(name, tmp_path):
     """The config's test (beam) and valid (greedy) searchers: the hypotheses and
-    scores of SpeechBrain's searchers, each step computing one position."""
+    scores of SpeechBrain's searchers, each step computing one position. On a
+    padded batch, each utterance gets what SpeechBrain finds for it alone (its
+    own step limit; SpeechBrain's batch search takes the longest's)."""
     hparams = tiny_model(name, tmp_path)
     assert type(hparams["test_search"]) is CachedTransformerBeamSearcher
     assert type(hparams["valid_search"]) is CachedTransformerGreedySearcher
     enc, lens = encoder_states(hparams)
+    frames = torch.round(enc.shape[1] * lens).int().tolist()
     pairs = [
         (S2STransformerBeamSearcher, CachedTransformerBeamSearcher, search_options(hparams)),
         (S2STransformerGreedySearcher, CachedTransformerGreedySearcher, greedy_options(hparams)),
@@ -119,11 +122,14 @@ def test_search_is_cached_and_finds_what_speechbrains_finds(name, tmp_path):
     for reference, cached, options in pairs:
         with torch.no_grad():
             with PositionsComputed(hparams["Transformer"]) as uncached_positions:
-                hyps_a, lens_a, scores_a, _ = reference(**options)(enc, lens)
+                alone = [reference(**options)(enc[i : i + 1, :n], torch.ones(1)) for i, n in enumerate(frames)]
             with PositionsComputed(hparams["Transformer"]) as cached_positions:
-                hyps_b, lens_b, scores_b, _ = cached(**options)(enc, lens)
+                hyps_b, _, scores_b, _ = cached(**options)(enc, lens)
+        hyps_a, scores_a = [a[0][0] for a in alone], torch.cat([a[2].view(-1) for a in alone])
         assert hyps_a == hyps_b and max(map(len, hyps_a)) > 3, (name, cached.__name__)
-        assert torch.equal(lens_a, lens_b) and torch.allclose(scores_a, scores_b, atol=1e-4)
+        assert all(len(h) <= n for h, n in zip(hyps_b, frames))  # each within its own step limit
+        if cached is CachedTransformerBeamSearcher:  # the beam's final scores (greedy: per-step log-probs)
+            assert torch.allclose(scores_a, scores_b.view(-1), atol=1e-4)
         assert max(uncached_positions.widths) > 3  # SpeechBrain's steps rerun the prefix
         assert set(cached_positions.widths) == {1}, (name, cached.__name__)  # the newest position only
 
