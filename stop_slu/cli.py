@@ -333,7 +333,11 @@ def _cmd_serve(args):
     except ImportError as error:
         raise CLIError(f"stop-slu serve needs FastAPI and uvicorn ({error}); pip install 'stop-slu[serve]'") from None
 
-    for option, value in (("--max-batch", args.max_batch), ("--max-queue", args.max_queue)):
+    for option, value in (
+        ("--max-batch", args.max_batch),
+        ("--max-queue", args.max_queue),
+        ("--threads", args.threads),
+    ):
         if value < 1:
             raise CLIError(f"{option} {value}: must be 1 or more")
     config = ServeConfig(
@@ -344,6 +348,7 @@ def _cmd_serve(args):
         max_queue=args.max_queue,
         cors_origins=tuple(args.cors_origin),
         low_confidence=args.low_confidence,
+        threads=args.threads,
     )
     serve(args.model_dir, host=args.host, port=args.port, config=config, device=args.device)
 
@@ -696,6 +701,13 @@ examples:
     )
     p.add_argument(
         "--max-queue", type=int, default=32, help="most requests waiting; beyond: 503 (default: %(default)s)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the model (PyTorch models; default: %(default)s, measured fastest on 2 cores: "
+        "batching fills a core, the server needs the other; more can help a large model on many cores)",
     )
     p.add_argument("--max-body-mb", type=float, default=25, help="largest request body, MiB (default: %(default)s)")
     p.add_argument(

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 from speechbrain.core import Stage
+from speechbrain.utils.data_utils import batch_pad_right
 
 from stop_slu.frontend import encoder_input
 
@@ -86,13 +87,43 @@ class FilterbankSeq2Seq:
         # round them, and CPU autocast keeps log_softmax in bf16): the losses need them.
         p_ctc = hparams.log_softmax(modules.ctc_lin(enc_out).float())
         p_seq = hparams.log_softmax(modules.seq_lin(dec_out).float())
-        hyps = search(enc_out, wav_lens)[0] if search is not None else None
+        hyps = None
+        if search is not None:
+            if stage == Stage.TEST:  # searched as ``stop-slu parse`` searches: each utterance encoded alone
+                enc_out, search_lens = self.encode_each(modules, hparams, *batch.sig)
+            else:  # validation: the training batch's encoding (its padding shifts the last frames a little)
+                search_lens = wav_lens
+            hyps = search(enc_out, search_lens)[0]
         return p_ctc, p_seq, wav_lens, hyps
 
     def encode(self, modules, hparams, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
         """(batch, samples) audio, (batch,) relative lengths -> (batch, frames, d_model)."""
-        src, wav_lens = encoder_input(modules, hparams["compute_features"], wavs, wav_lens)
-        return modules["Transformer"].encode(src, wav_lens, pad_idx=hparams["pad_index"])
+        src, wav_lens = encoder_input(modules, hparams.compute_features, wavs, wav_lens)
+        transformer = modules["Transformer"]
+        transformer = getattr(transformer, "module", transformer)  # the model inside a DistributedDataParallel
+        return transformer.encode(src, wav_lens, pad_idx=hparams.pad_index)
+
+    def encode_each(self, modules, hparams, wavs: torch.Tensor, wav_lens: torch.Tensor):
+        """Each row of a padded batch encoded as if alone: audio (batch,
+        samples) with relative lengths (batch,) -> ``(enc_states, enc_lens)``,
+        the encoder outputs right-padded to (batch, frames, d_model) and their
+        relative lengths (batch,).
+
+        A padded batch's encoder output depends on its padding: SpeechBrain's
+        convolutional front-end and the Conformer/E-Branchformer convolutions
+        read the padded frames next to an utterance's last ones. A parse must
+        not depend on which clips share its batch, so parsing and the recipe's
+        test encode each row alone and only the search runs batched. A
+        fixed-window family (Whisper: every input padded to one window) is
+        encoded in one call: its rows are independent."""
+        if self.fixed_window or wavs.shape[0] == 1:
+            return self.encode(modules, hparams, wavs, wav_lens), wav_lens
+        rows = []
+        for wav, length in zip(wavs, wav_lens.tolist()):
+            alone = wav[None, : round(length * wavs.shape[1])]
+            rows.append(self.encode(modules, hparams, alone, torch.ones(1, device=wavs.device))[0])
+        enc_states, enc_lens = batch_pad_right(rows)
+        return enc_states, enc_lens.to(wavs.device)
 
     build_tokenizer = None  # SentencePiece, trained by stop_slu.stages
 

@@ -289,26 +289,13 @@ class SLUParser(Pretrained):
 
     @torch.no_grad()
     def encode_each(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each row of a padded batch encoded as if alone: audio (batch,
-        samples) with relative lengths (batch,) -> ``(enc_states, enc_lens)``,
-        the encoder outputs right-padded to (batch, frames, d_model) and their
-        relative lengths (batch,).
-
-        A padded batch's encoder output depends on its padding: SpeechBrain's
-        convolutional front-end and the Conformer/E-Branchformer convolutions
-        read the padded frames next to an utterance's last ones. Parsing must
-        not depend on which clips share a batch (``parse a.wav b.wav``, the
-        server's micro-batches), so each row is encoded alone and only the
-        search runs batched. A fixed-window family (Whisper: every input padded
-        to one window) is encoded in one call: its rows are independent."""
-        if self.family.fixed_window or wavs.shape[0] == 1:
-            return self.encode_batch(wavs, wav_lens), wav_lens.to(self.device)
-        rows = []
-        for wav, length in zip(wavs, wav_lens.tolist()):
-            alone = wav[None, : round(length * wavs.shape[1])]
-            rows.append(self.encode_batch(alone, torch.ones(1))[0])
-        enc_states, enc_lens = batch_pad_right(rows)
-        return enc_states, enc_lens.to(self.device)
+        """Each row of a padded batch encoded as if alone (the model family's
+        ``encode_each``): audio (batch, samples) at ``sample_rate`` with
+        relative lengths (batch,) -> ``(enc_states, enc_lens)``, (batch,
+        frames, d_model) and relative lengths (batch,). Parsing searches these,
+        so a parse never depends on the clips batched with it."""
+        wavs, wav_lens = wavs.to(self.device).float(), wav_lens.to(self.device)
+        return self.family.encode_each(self.mods, self.hparams, wavs, wav_lens)
 
     @torch.no_grad()
     def _encoder_frames(self, n_samples: int) -> int | None:

@@ -20,8 +20,9 @@ graphs, the beam search outside them (in numpy). OUT holds:
 - ``README.md``: a model card with the files' size, the speed on one CPU
   thread and exact match beside the PyTorch model's, measured at export.
 
-``--int8`` quantises both graphs' MatMul and Gemm weights to int8
-(onnxruntime's dynamic quantisation); inputs and outputs stay as they are.
+``--int8`` quantises both graphs' MatMul and Gemm weights and the token
+embedding table (Gather) to int8 (onnxruntime's dynamic quantisation);
+inputs and outputs stay as they are.
 
 Exported: every filterbank config. Refused, in one line saying why: the SSL
 configs (their front-end is a Hugging Face encoder) and Whisper.
@@ -336,14 +337,17 @@ def search_settings(parser, tree) -> dict:
 
 
 def quantize(folder: Path):
-    """Dynamic int8 quantisation of both graphs' MatMul and Gemm (in place)."""
+    """Dynamic int8 quantisation of both graphs' MatMul and Gemm weights and of
+    the Gather of a weight table (the decoder's token embedding), in place."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     for name in (ENCODER, DECODER):
         path = folder / name
         tmp = folder / (name + ".fp32")
         path.replace(tmp)
-        quantize_dynamic(str(tmp), str(path), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(tmp), str(path), op_types_to_quantize=["MatMul", "Gemm", "Gather"], weight_type=QuantType.QInt8
+        )
         tmp.unlink()
 
 

@@ -25,7 +25,12 @@ import pytest
 import soundfile as sf
 import yaml
 
-from stop_slu.data_prep.release import DOMAINS, candidate_paths
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs a worker per core: torch there, and in the CLI subprocesses
+    # that inherit the variable, takes one thread instead of every core each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from stop_slu.data_prep.release import DOMAINS, candidate_paths  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # nothing from the Hugging Face hub

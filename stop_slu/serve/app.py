@@ -54,7 +54,10 @@ class ServeConfig:
     max_batch / max_wait_ms / max_queue: see ``MicroBatcher``;
     retry_after_s: the ``Retry-After`` of a 503;
     cors_origins: origins allowed to call the API from their pages (none: CORS off);
-    low_confidence: below it the page warns that the parse may be wrong."""
+    low_confidence: below it the page warns that the parse may be wrong;
+    threads: torch threads of the model's worker (1: measured fastest on a
+    2-core machine, where the server's own threads need the other core;
+    benchmarks/README.md, "Serving under load")."""
 
     max_body_bytes: int = 25 * 1024 * 1024
     body_timeout_s: float = 30.0
@@ -64,6 +67,7 @@ class ServeConfig:
     retry_after_s: int = 1
     cors_origins: tuple[str, ...] = ()
     low_confidence: float = -0.85
+    threads: int = 1
 
 
 class Slot(BaseModel):
@@ -151,7 +155,9 @@ def create_app(parser, config: ServeConfig = ServeConfig(), examples: list[Examp
     already). ``examples`` are the page's clips; ``name`` is shown on the page."""
     rate = parser.hparams.sample_rate
     shortest, longest = parser.supported_duration()  # computed now, not in the first request
-    batcher = MicroBatcher(parser.decode_batch, config.max_batch, config.max_wait_ms, config.max_queue)
+    batcher = MicroBatcher(
+        parser.decode_batch, config.max_batch, config.max_wait_ms, config.max_queue, threads=config.threads
+    )
     state = {}
     output_form = parses.decouple_if_valid if parser.hparams.decouple_output else str  # as the model answers
     references = [e.reference and output_form(e.reference) for e in examples]

@@ -39,9 +39,13 @@ class MicroBatcher:
     ``SLUParser.decode_batch``: wavs (batch, samples), wav_lens (batch,)
     relative lengths. ``max_batch``: most requests per batch (1 = one at a
     time); ``max_wait_ms``: longest wait for a batch to fill; ``max_queue``:
-    most requests waiting (beyond it ``parse`` raises QueueFull)."""
+    most requests waiting (beyond it ``parse`` raises QueueFull);
+    ``threads``: torch's intra-op threads in the worker thread (None: torch's
+    default, one per core)."""
 
-    def __init__(self, decode, max_batch: int = 8, max_wait_ms: float = 5.0, max_queue: int = 32):
+    def __init__(
+        self, decode, max_batch: int = 8, max_wait_ms: float = 5.0, max_queue: int = 32, threads: int | None = None
+    ):
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError(f"max_batch ({max_batch}) and max_queue ({max_queue}) must be >= 1, max_wait_ms >= 0")
         self.decode = decode
@@ -51,7 +55,12 @@ class MicroBatcher:
         self.parsed = 0
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stop-slu-model")
+        self._thread = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="stop-slu-model",
+            initializer=torch.set_num_threads if threads else None,
+            initargs=(threads,) if threads else (),
+        )
 
     def start(self):
         """Start the worker (inside the running event loop)."""

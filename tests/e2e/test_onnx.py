@@ -33,7 +33,7 @@ def test_wavs(mini_release):
 def pytorch_results(exports, test_wavs):
     from stop_slu.inference import SLUParser
 
-    # one utterance at a time, as the runtime parses (a padded batch shares one step limit)
+    # one utterance at a time, as the runtime parses
     return SLUParser.from_folder(exports[0]).parse_files(test_wavs, batch_size=1)
 
 
@@ -60,6 +60,12 @@ def test_int8_export_keeps_the_interface_and_stays_near_fp32(exports, test_wavs)
     wav = fp32.load_audio(test_wavs[0])
     ctc32, ctc8 = fp32.encode(wav)[0], int8.encode(wav)[0]
     assert np.abs(np.exp(ctc32) - np.exp(ctc8)).sum(axis=-1).mean() < 0.1  # posteriors, L1 per frame
+    import onnx
+
+    graph = onnx.load(exports[2] / "decoder_step.onnx").graph
+    tables = {t.name: t.data_type for t in graph.initializer}
+    gathered = [tables[n.input[0]] for n in graph.node if n.op_type == "Gather" and n.input[0] in tables]
+    assert gathered and set(gathered) <= {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}  # the token embedding too
     results = int8.parse_files(test_wavs)
     assert all(set(r) == {"file", "parse", "intent", "slots", "confidence"} for r in results)
     assert all(r["intent"] for r in results)  # the tree constraint holds: well-formed parses

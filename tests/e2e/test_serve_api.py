@@ -90,8 +90,8 @@ def clips(trained, mini_release, tmp_path_factory):
     flac = folder / "good.flac"
     sf.write(flac, mono, rate)
     files = {"good": good, "stereo_8k": stereo_8k, "flac": flac}
-    # one call per file: files parsed in one call share a zero-padded batch, which can change a parse
-    parsed = [json.loads(run_cli("parse", trained[0], path).stdout) for path in files.values()]
+    # one call, so one padded batch: batching changes no parse
+    parsed = [json.loads(line) for line in run_cli("parse", trained[0], *files.values()).stdout.splitlines()]
     return {name: (path, answer) for (name, path), answer in zip(files.items(), parsed)}
 
 
@@ -129,6 +129,22 @@ def test_the_api_answers_what_parse_prints(server, clips):
     status, _, schema = request(server, "GET", "/openapi.json")
     assert status == 200 and {"/v1/parse", "/v1/model", "/health"} <= set(schema["paths"])
     assert "audio/wav" in schema["paths"]["/v1/parse"]["post"]["requestBody"]["content"]
+
+
+def test_concurrent_requests_batched_together_answer_what_parse_prints(server, clips):
+    """Requests that share a model batch get what ``parse`` prints for each
+    file: an answer never depends on the clips it was batched with."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["good", "stereo_8k", "flac"] * 4
+    _, _, before = request(server, "GET", "/health")
+    with ThreadPoolExecutor(len(names)) as pool:
+        answers = list(pool.map(lambda name: post_audio(server, clips[name][0].read_bytes()), names))
+    _, _, after = request(server, "GET", "/health")
+    ok = [(name, answer) for name, (status, _, answer) in zip(names, answers) if status == 200]
+    assert len(ok) >= 3 and all(status in (200, 503) for status, _, _ in answers)  # the queue holds 2
+    assert all(answer == without_file(clips[name][1]) for name, answer in ok)
+    assert after["parsed"] - before["parsed"] > after["batches"] - before["batches"]  # some batch held two
 
 
 def test_an_empty_body_is_refused(server, clips):
@@ -280,6 +296,12 @@ def test_shutdown_answers_the_request_in_flight(trained, clips, tmp_path):
         assert list(tmp_path.iterdir()) == []  # the upload folder is gone with the server
     finally:
         server.stop()
+
+
+def test_serving_options_out_of_range_are_refused_in_one_line(tmp_path):
+    result = run_cli("serve", tmp_path, "--threads", "0", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "error: --threads 0: must be 1 or more"
 
 
 def test_binding_beyond_this_machine_is_announced(tmp_path):
