@@ -664,7 +664,9 @@ examples:
         "with speed and EM beside PyTorch's; docs/deploy.md); filterbank configs only",
     )
     p.add_argument(
-        "--int8", action="store_true", help="with --onnx: int8 weights (dynamic quantisation of MatMul and Gemm)"
+        "--int8",
+        action="store_true",
+        help="with --onnx: int8 weights (dynamic quantisation of MatMul, Gemm, Conv and the embedding)",
     )
     p.set_defaults(func=_cmd_export)
 

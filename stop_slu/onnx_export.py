@@ -20,9 +20,9 @@ graphs, the beam search outside them (in numpy). OUT holds:
 - ``README.md``: a model card with the files' size, the speed on one CPU
   thread and exact match beside the PyTorch model's, measured at export.
 
-``--int8`` quantises both graphs' MatMul and Gemm weights and the token
-embedding table (Gather) to int8 (onnxruntime's dynamic quantisation);
-inputs and outputs stay as they are.
+``--int8`` quantises the weights of both graphs' MatMul, Gemm and Conv and
+the token embedding table (Gather) to int8 (onnxruntime's dynamic
+quantisation); inputs and outputs stay as they are.
 
 Exported: every filterbank config. Refused, in one line saying why: the SSL
 configs (their front-end is a Hugging Face encoder) and Whisper.
@@ -337,8 +337,9 @@ def search_settings(parser, tree) -> dict:
 
 
 def quantize(folder: Path):
-    """Dynamic int8 quantisation of both graphs' MatMul and Gemm weights and of
-    the Gather of a weight table (the decoder's token embedding), in place."""
+    """Dynamic int8 quantisation of both graphs' MatMul, Gemm and Conv weights
+    and of the Gather of a weight table (the decoder's token embedding), in
+    place."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     for name in (ENCODER, DECODER):
@@ -346,7 +347,7 @@ def quantize(folder: Path):
         tmp = folder / (name + ".fp32")
         path.replace(tmp)
         quantize_dynamic(
-            str(tmp), str(path), op_types_to_quantize=["MatMul", "Gemm", "Gather"], weight_type=QuantType.QInt8
+            str(tmp), str(path), op_types_to_quantize=["MatMul", "Gemm", "Gather", "Conv"], weight_type=QuantType.QInt8
         )
         tmp.unlink()
 

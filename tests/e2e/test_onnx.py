@@ -66,6 +66,8 @@ def test_int8_export_keeps_the_interface_and_stays_near_fp32(exports, test_wavs)
     tables = {t.name: t.data_type for t in graph.initializer}
     gathered = [tables[n.input[0]] for n in graph.node if n.op_type == "Gather" and n.input[0] in tables]
     assert gathered and set(gathered) <= {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}  # the token embedding too
+    encoder = onnx.load(exports[2] / "encoder.onnx").graph
+    assert not [n.name for n in encoder.node if n.op_type == "Conv"]  # the front-end's convolutions too (ConvInteger)
     results = int8.parse_files(test_wavs)
     assert all(set(r) == {"file", "parse", "intent", "slots", "confidence"} for r in results)
     assert all(r["intent"] for r in results)  # the tree constraint holds: well-formed parses
