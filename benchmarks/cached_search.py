@@ -48,6 +48,7 @@ from speechbrain.decoders.seq2seq import S2STransformerBeamSearcher
 
 import stop_slu.cached_search
 from stop_slu import parses
+from stop_slu.frontend import compute_features_of
 from stop_slu.tokenizer.parse_tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +96,9 @@ def fit_normalizer(hparams: dict, generator: torch.Generator, utterances: int = 
     with torch.no_grad():
         for _ in range(utterances):
             wav = 0.05 * torch.randn(1, 3 * hparams["sample_rate"], generator=generator)
-            normalize(hparams["compute_features"](wav), torch.ones(1))
+            normalize(
+                compute_features_of(hparams["modules"], hparams["compute_features"], wav, torch.ones(1)), torch.ones(1)
+            )
     normalize.eval()
 
 

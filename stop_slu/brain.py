@@ -31,6 +31,17 @@ def distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def leave_process_group():
+    """At the end of a DDP run: wait for every rank, then destroy the process
+    group, as PyTorch asks before a process exits. A process that exits with
+    its gloo group alive can abort in teardown (SIGABRT, "terminate called
+    without an active exception") when its peer has already gone, failing a
+    run whose work was done. Nothing outside DDP."""
+    if distributed():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def all_ranks_agree(flag: bool, device="cpu") -> bool:
     """True when ``flag`` is true on every DDP rank (``flag`` itself in one
     process). ``device``: where the backend reduces (CUDA for NCCL)."""

@@ -250,6 +250,7 @@ def _cmd_parse(args):
 
 
 def _cmd_evaluate(args):
+    from stop_slu.brain import leave_process_group
     from stop_slu.data_prep.release import DEFAULT_TARGET
     from stop_slu.evaluate import evaluate, find_csv, init_distributed, search_settings, set_search
     from stop_slu.inference import load_parser
@@ -280,6 +281,7 @@ def _cmd_evaluate(args):
         progress=not args.quiet,
         run=run,
     )
+    leave_process_group()
     if result is None:  # not rank 0
         return
     scores = result.scores

@@ -33,7 +33,7 @@ from speechbrain.dataio.dataset import FilteredSortedDynamicItemDataset
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from stop_slu import metrics, parses
-from stop_slu.brain import NonFiniteLossError, RobustBrain, distributed
+from stop_slu.brain import NonFiniteLossError, RobustBrain, distributed, leave_process_group
 from stop_slu.checkpoints import CheckpointError, load_averaged_model, load_source_weights
 from stop_slu.data_prep.audio import load_audio
 from stop_slu.data_prep.prepare import PrepareError
@@ -367,6 +367,7 @@ def main(argv=None, init_from=None) -> dict:
     brain.evaluate(shard(test_data), max_key="ACC", test_loader_kwargs=hparams["test_dataloader_opts"])
     if run_lock is not None:
         run_lock.release()
+    leave_process_group()
     return brain.test_scores
 
 
