@@ -123,10 +123,15 @@ def train(data, out, *extra, check=True, env=None):
 
 
 def checkpoints(save):
-    """{folder name: (end of epoch?, epoch counter)} of the complete checkpoints in ``save``."""
+    """{folder name: (end of epoch?, epoch counter)} of the complete checkpoints in ``save``:
+    those the recipe would load (a manifest seen while it is being written does not count)."""
+    from stop_slu.checkpoints import checkpoint_is_complete
+
     found = {}
     for manifest in save.glob("CKPT+*/MANIFEST.json"):  # written last (stop_slu/checkpoints.py)
         meta = manifest.parent / "CKPT.yaml"
+        if not checkpoint_is_complete(manifest.parent):
+            continue
         try:
             found[meta.parent.name] = (
                 yaml.safe_load(meta.read_text())["end-of-epoch"],
