@@ -65,8 +65,11 @@ def impulse_response(room: Room, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
     Eyring's formula gives the wall absorption for ``room.rt60`` (Sabine's,
     ``pyroomacoustics.inverse_sabine``, gives rooms 30% drier than asked at
-    0.15-0.2 s); the measured RT60 (T20) of the response is within 20% of the
-    one asked (tests/unit/test_acoustics.py)."""
+    0.15-0.2 s). The measured RT60 (T20) of the response is within 20% of the
+    one asked in a 6 x 4.5 x 3 m room (tests/unit/test_acoustics.py); over 32
+    rooms of ``random_room`` half are within 8% and all within 40%, the
+    shortest ringing longest past their target
+    (tests/unit/test_mini_augmentation.py)."""
     import pyroomacoustics as pra
 
     w, d, h = room.size

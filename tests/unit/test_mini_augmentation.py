@@ -27,6 +27,52 @@ def test_noise_switch_adds_noise_between_0_and_30_db_snr(tmp_path, seed):
 
 
 def test_every_switch_on_applies_every_augmenter_in_order(tmp_path):
-    on = {f"augment_{k}": True for k in ("noise", "band", "clip", "gain")}
+    on = {f"augment_{k}": True for k in ("reverb", "noise", "band", "clip", "gain")}
     names = [type(a).__name__ for a in augmenter(tmp_path, **on).augmentations.values()]
-    assert names == ["SpeedPerturb", "AddNoise", "DropFreq", "DoClip", "RandAmp"]
+    assert names == ["SpeedPerturb", "SimulatedReverb", "AddNoise", "DropFreq", "DoClip", "RandAmp"]
+
+
+def test_reverb_switch_convolves_with_a_room_of_the_reverberation_time_asked(tmp_path):
+    """An impulse through the switched-on augmenter comes out as the room's
+    response: its measured RT60 (T20) within 20 % of the drawn room's, the
+    direct path where the impulse was, the length unchanged."""
+    import pyroomacoustics as pra
+
+    aug = augmenter(tmp_path, augment_speed=False, augment_reverb=True)
+    (reverb,) = aug.augmentations.values()
+    rooms = [room for room, _ in reverb.bank()]
+    assert len(rooms) == 32 and all(0.15 <= r.rt60 <= 0.8 for r in rooms)
+    assert [r.describe() for r in rooms] == [r.describe() for r, _ in type(reverb)(seed=1986).bank()]  # seeded
+    impulses = torch.zeros(6, 32000)
+    impulses[:, 1000] = 1.0
+    wet, lens = aug(impulses, torch.ones(6))
+    assert wet.shape == impulses.shape and torch.equal(lens, torch.ones(6))
+
+    def room_of(response):  # the bank's response this output is (a scaled copy of)
+        def fit(rir):
+            rir = rir[int(rir.abs().argmax()) :][:31000]
+            return torch.nn.functional.cosine_similarity(response[1000 : 1000 + len(rir)], rir, dim=0)
+
+        return max(range(len(rooms)), key=lambda i: fit(reverb.bank()[i][1]))
+
+    def rt60(x):
+        return pra.experimental.measure_rt60(x.numpy(), fs=16000, decay_db=20)
+
+    drawn = set()
+    for response in wet:
+        i = room_of(response)
+        drawn.add(i)
+        assert int(response.abs().argmax()) == 1000  # aligned on the direct path
+        assert rt60(response[1000:]) == pytest.approx(rt60(reverb.bank()[i][1]), rel=0.02)  # the room, whole
+    assert len(drawn) > 1  # a room per utterance
+    # the bank's rooms ring as long as asked: measured T20 against the drawn RT60
+    errors = sorted(abs(rt60(rir) - room.rt60) / room.rt60 for room, rir in reverb.bank())
+    assert errors[len(errors) // 2] < 0.1 and errors[-1] < 0.4, errors
+
+
+@pytest.mark.parametrize("bad", [{"rooms": 0}, {"rt60_low": 0.0}, {"rt60_low": 0.9, "rt60_high": 0.5}])
+def test_reverb_refuses_an_empty_bank_or_a_reversed_range(bad):
+    from stop_slu.augment import SimulatedReverb
+
+    with pytest.raises(ValueError, match="SimulatedReverb"):
+        SimulatedReverb(**bad)
