@@ -15,6 +15,8 @@ from __future__ import annotations
 import random
 
 import torch
+import torchaudio.functional as audio_functional
+from speechbrain.augment.time_domain import Resample
 from speechbrain.processing.signal_processing import reverberate
 
 from stop_slu.data_prep import acoustics
@@ -74,3 +76,57 @@ class SimulatedReverb(torch.nn.Module):
                 for wav, i in zip(waveforms, picks)
             ]
         )
+
+
+class PitchFormantShift(torch.nn.Module):
+    """Each utterance's pitch and formants scaled by one of ``factors``, drawn
+    per utterance with torch's generator, its duration, length and level (RMS)
+    unchanged (a factor of 1.1 moves a 440 Hz tone to 484 Hz).
+
+    Arguments
+    ---------
+    factors : list of float
+        Frequency scale factors. Each is stretched in time by a phase vocoder
+        (STFT of ``n_fft`` points, hop ``n_fft // 4``) and resampled from
+        ``sample_rate * factor`` Hz, rounded to a whole Hz: factors whose rate
+        shares a large divisor with ``sample_rate`` resample fast (0.9, 0.95,
+        1.05 and 1.1 at 16 kHz).
+    sample_rate : int
+        Of the waveforms (Hz).
+    n_fft : int
+        The phase vocoder's STFT size.
+
+    Raises ValueError for an empty list or a factor outside (0.5, 2).
+    """
+
+    def __init__(self, factors=(0.9, 0.95, 1.05, 1.1), sample_rate=16000, n_fft=512):
+        super().__init__()
+        factors = [float(f) for f in factors]
+        if not factors or not all(0.5 < f < 2 for f in factors):
+            raise ValueError(f"PitchFormantShift: needs factors in (0.5, 2), not {factors}")
+        self.factors, self.sample_rate, self.n_fft, self.hop = factors, sample_rate, n_fft, n_fft // 4
+        self.resamplers = [Resample(orig_freq=round(sample_rate * f), new_freq=sample_rate) for f in factors]
+
+    def shift(self, waveforms: torch.Tensor, k: int) -> torch.Tensor:
+        """``waveforms`` ``[batch, time]`` shifted by ``factors[k]``, the same shape."""
+        factor, length = self.factors[k], waveforms.shape[-1]
+        window = torch.hann_window(self.n_fft, device=waveforms.device)
+        spectrum = torch.stft(waveforms.float(), self.n_fft, self.hop, window=window, return_complex=True)
+        advance = torch.linspace(0, torch.pi * self.hop, spectrum.shape[-2], device=waveforms.device)[..., None]
+        stretched = audio_functional.phase_vocoder(spectrum, 1 / factor, advance)
+        longer = torch.istft(stretched, self.n_fft, self.hop, window=window, length=round(length * factor))
+        shifted = self.resamplers[k](longer)
+        shifted = torch.nn.functional.pad(shifted, (0, max(0, length - shifted.shape[-1])))[..., :length]
+        # the input's level (torchaudio's phase vocoder loses up to 4.5 dB when it stretches)
+        level_in, level_out = waveforms.float().pow(2).mean(-1, keepdim=True), shifted.pow(2).mean(-1, keepdim=True)
+        shifted = shifted * torch.sqrt(level_in / level_out.clamp_min(1e-20))
+        return shifted.to(waveforms.dtype)
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """waveforms: ``[batch, time]`` -> shifted ``[batch, time]`` (same dtype and device)."""
+        picks = torch.randint(len(self.factors), (waveforms.shape[0],))
+        out = waveforms.clone()
+        for k in picks.unique().tolist():
+            rows = (picks == k).nonzero().squeeze(1)
+            out[rows] = self.shift(waveforms[rows], k)
+        return out

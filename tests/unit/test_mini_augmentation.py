@@ -27,9 +27,34 @@ def test_noise_switch_adds_noise_between_0_and_30_db_snr(tmp_path, seed):
 
 
 def test_every_switch_on_applies_every_augmenter_in_order(tmp_path):
-    on = {f"augment_{k}": True for k in ("reverb", "noise", "band", "clip", "gain")}
+    on = {f"augment_{k}": True for k in ("pitch", "reverb", "noise", "band", "clip", "gain")}
     names = [type(a).__name__ for a in augmenter(tmp_path, **on).augmentations.values()]
-    assert names == ["SpeedPerturb", "SimulatedReverb", "AddNoise", "DropFreq", "DoClip", "RandAmp"]
+    order = ["SpeedPerturb", "PitchFormantShift", "SimulatedReverb", "AddNoise", "DropFreq", "DoClip", "RandAmp"]
+    assert names == order
+
+
+def peak_hz(wave):
+    spectrum = torch.fft.rfft(wave * torch.hann_window(len(wave)))
+    return float(torch.fft.rfftfreq(len(wave), 1 / 16000)[spectrum.abs().argmax()])
+
+
+def test_pitch_switch_scales_the_frequencies_by_a_drawn_factor_and_keeps_the_duration(tmp_path):
+    """A 440 Hz tone comes out at 440 x one of the factors (0.9, 0.95, 1.05,
+    1.1), as long as it went in, at about its level; each factor is drawn."""
+    aug = augmenter(tmp_path, augment_speed=False, augment_pitch=True)
+    (shift,) = aug.augmentations.values()
+    t = torch.arange(32000) / 16000
+    tone = (0.3 * torch.sin(2 * torch.pi * 440 * t)).repeat(12, 1)
+    shifted, lens = aug(tone, torch.ones(12))
+    assert shifted.shape == tone.shape and torch.equal(lens, torch.ones(12))
+    found = set()
+    for wave in shifted:
+        middle = wave[4000:28000]  # the phase vocoder's edges aside
+        factor = min(shift.factors, key=lambda f: abs(peak_hz(middle) - 440 * f))
+        assert peak_hz(middle) == pytest.approx(440 * factor, rel=0.01)
+        assert middle.pow(2).mean().sqrt() == pytest.approx(0.3 / 2**0.5, rel=0.05)
+        found.add(factor)
+    assert len(found) > 1  # a factor per utterance
 
 
 def test_reverb_switch_convolves_with_a_room_of_the_reverberation_time_asked(tmp_path):
@@ -76,3 +101,11 @@ def test_reverb_refuses_an_empty_bank_or_a_reversed_range(bad):
 
     with pytest.raises(ValueError, match="SimulatedReverb"):
         SimulatedReverb(**bad)
+
+
+@pytest.mark.parametrize("bad", [[], [0.4], [1.0, 2.5]])
+def test_pitch_shift_refuses_factors_outside_half_to_double(bad):
+    from stop_slu.augment import PitchFormantShift
+
+    with pytest.raises(ValueError, match="PitchFormantShift"):
+        PitchFormantShift(factors=bad)
