@@ -35,8 +35,8 @@ class SimulatedReverb(torch.nn.Module):
         once, at the first call; nothing when the augmenter is disabled).
     rt60_low, rt60_high : float
         Reverberation time (RT60, seconds) of each room, drawn uniformly. The
-        responses' measured RT60 (T20) is within 8 % of the drawn one for half
-        the rooms and within 40 % for all (the shortest rooms ring longest
+        responses' measured RT60 (T20) is within about 8 % of the drawn one for
+        half the rooms and within 40 % for all (the shortest rooms ring longest
         past their target: direct sound and early reflections dominate a
         20 dB decay); tests/unit/test_mini_augmentation.py.
     seed : int
