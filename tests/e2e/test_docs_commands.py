@@ -41,7 +41,7 @@ SUBSTITUTES = {
     'pip install -e ".[test]" && stop-slu demo': "stop-slu demo --train 40 --valid 4 --test 4 --minutes 0 "
     + " ".join(TRAIN_SIZES),
     # the whole suite is the CI's job: one fast test file shows the command works
-    'pip install -e ./runtime -e ".[test]" && python -m pytest -q': (
+    'pip install -c stop_slu/sagemaker/constraints.txt -e ./runtime -e ".[test]" && python -m pytest -q': (
         f"python -m pytest -q -p no:cacheprovider {REPO}/tests/unit/test_parses.py"
     ),
     # no GPU and 2 CPU cores here: 2 CPU processes (gloo) instead of 4 GPUs
