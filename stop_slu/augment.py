@@ -8,6 +8,10 @@
   its bank of rooms from a seed, the same on every process, with the
   synthesiser's room model (``stop_slu.data_prep.acoustics``), and convolves
   with SpeechBrain's ``reverberate``.
+- ``PitchFormantShift``: pitch and formants (a shorter or longer vocal tract)
+  moved together by a drawn factor, the duration kept: SpeechBrain's
+  ``SpeedPerturb`` without its change of tempo. torchaudio's phase vocoder
+  stretches the time, SpeechBrain's ``Resample`` compresses it back.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ class PitchFormantShift(torch.nn.Module):
         factors = [float(f) for f in factors]
         if not factors or not all(0.5 < f < 2 for f in factors):
             raise ValueError(f"PitchFormantShift: needs factors in (0.5, 2), not {factors}")
-        self.factors, self.sample_rate, self.n_fft, self.hop = factors, sample_rate, n_fft, n_fft // 4
+        self.factors, self.n_fft, self.hop = factors, n_fft, n_fft // 4
         self.resamplers = [Resample(orig_freq=round(sample_rate * f), new_freq=sample_rate) for f in factors]
 
     def shift(self, waveforms: torch.Tensor, k: int) -> torch.Tensor:
