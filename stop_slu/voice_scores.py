@@ -39,12 +39,13 @@ def voice_group(uid: str, row: dict, train_families: set[str]) -> str:
 
 
 def scores_by_voice(predictions, data_folder) -> dict | None:
-    """EM, EM-Tree and counts of ``predictions`` (``predictions_test.tsv``) per
-    voice group and per family; None when the corpus has no sidecar.
+    """EM, EM-Tree, slot F1 and counts of ``predictions`` (``predictions_test.tsv``)
+    per voice group and per family (``stop_slu.metrics.score``); None when the
+    corpus has no sidecar.
 
     Returns ``{"train_families": [...], "groups": {group: {"em", "em_tree",
-    "n", "families"}}, "families": {family: {"em", "em_tree", "n"}}}``; groups
-    without utterances are left out."""
+    "slot_f1", "n", "families"}}, "families": {family: {"em", "em_tree",
+    "slot_f1", "n"}}}``; groups without utterances are left out."""
     sidecar = read_sidecar(data_folder)
     if sidecar is None:
         return None
@@ -62,7 +63,7 @@ def scores_by_voice(predictions, data_folder) -> dict | None:
 
     def subset(uids):
         s = metrics.score({u: refs[u] for u in uids}, {u: hyps[u] for u in uids if u in hyps})
-        return {"em": s["em"], "em_tree": s["em_tree"], "n": s["n"]}
+        return {"em": s["em"], "em_tree": s["em_tree"], "slot_f1": s["slot_f1"], "n": s["n"]}
 
     return {
         "train_families": sorted(train_families),

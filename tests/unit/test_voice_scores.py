@@ -25,6 +25,7 @@ def test_scores_split_by_voice_group_and_family(mini_release, tmp_path):
     scores = scores_by_voice(tmp_path / "predictions_test.tsv", mini_release)
     assert scores["train_families"] == ["espeak", "piper"]
     assert scores["families"]["espeak"]["em"] == 100.0 and scores["families"]["piper"]["em"] == 0.0
+    assert scores["families"]["espeak"]["slot_f1"] == 100.0 > scores["families"]["piper"]["slot_f1"]
     assert set(scores["groups"]) == {"seen voices", "held-out voices"}  # no family left out here
     assert sum(g["n"] for g in scores["groups"].values()) == len(rows)
     assert scores_by_voice(tmp_path / "predictions_test.tsv", tmp_path) is None  # no corpus, no sidecar
