@@ -13,7 +13,8 @@ graphs, the beam search outside them (in numpy). OUT holds:
   (layers, hyps, heads, steps, head_dim) and the cross-attention keys and
   values -> log-probabilities (hyps, vocab) and the caches one step longer;
 - ``frontend.npz``: the filterbank (STFT window, mel matrix, dB settings) and
-  the trained normalisation statistics, run in numpy;
+  the feature normalisation (the trained global statistics, or per
+  utterance), run in numpy;
 - ``tree.npz``: the token classes the tree constraint needs; ``tokenizer/``;
   ``labels.txt``;
 - ``manifest.json``: config name, search settings, audio limits, versions;
@@ -48,6 +49,7 @@ from stop_slu.search import token_classes
 from stop_slu.tokenizer.parse_tokenizer import BOUNDARY
 
 OPSET = 17
+NORM_TYPES = ("global", "sentence")  # InputNormalization norm_type values the runtime's front-end computes
 ENCODER, DECODER, FRONTEND, TREE = "encoder.onnx", "decoder_step.onnx", "frontend.npz", "tree.npz"
 CARD_UTTERANCES = 20  # test utterances the model card's speed and EM are measured on
 
@@ -74,8 +76,11 @@ def check_exportable(hparams) -> None:
             "not a filterbank; the ONNX export covers the filterbank configs only"
         )
     normalize = hp["normalize"]
-    if normalize.norm_type != "global":
-        raise OnnxExportError(f"normalize.norm_type={normalize.norm_type}: only global normalisation exports")
+    if normalize.norm_type not in NORM_TYPES:
+        raise OnnxExportError(
+            f"normalize.norm_type={normalize.norm_type}: the runtime normalises with global statistics or "
+            "per utterance (global, sentence); batch statistics depend on the batch"
+        )
     for layer in hp["Transformer"].decoder.layers:
         for name in ("self_attn", "multihead_attn"):
             att = getattr(getattr(layer, name), "att", None)
@@ -270,7 +275,9 @@ def export_graphs(hparams, folder: Path) -> dict:
 
 def frontend_constants(features: Fbank, normalize) -> dict:
     """The numpy front-end's constants (stop_slu_runtime.frontend.Frontend) of
-    a SpeechBrain ``Fbank`` and a global ``InputNormalization``."""
+    a SpeechBrain ``Fbank`` and an ``InputNormalization``: global (the trained
+    mean and standard deviation) or sentence (statistics of each utterance, so
+    only ``std_norm`` and ``epsilon`` are kept)."""
     stft, fbanks = features.compute_STFT, features.compute_fbanks
     window = stft.window.detach().cpu().float()
     left = (stft.n_fft - window.numel()) // 2
@@ -284,8 +291,7 @@ def frontend_constants(features: Fbank, normalize) -> dict:
         fbanks.log_mel = log_mel
     if not log_mel:
         raise OnnxExportError("compute_features: a filterbank without log_mel does not export")
-    std = normalize.glob_std if normalize.std_norm else torch.ones_like(normalize.glob_mean)
-    return {
+    constants = {
         "window": window.numpy(),
         "fbank_matrix": matrix.cpu().numpy().astype(np.float32),
         "hop_length": np.int64(stft.hop_length),
@@ -294,9 +300,15 @@ def frontend_constants(features: Fbank, normalize) -> dict:
         "multiplier": np.float64(fbanks.multiplier),
         "db_offset": np.float64(fbanks.multiplier * fbanks.db_multiplier),
         "top_db": np.float64(fbanks.top_db if fbanks.top_db is not None else np.inf),
-        "mean": normalize.glob_mean.detach().cpu().float().numpy(),
-        "std": std.clamp(min=normalize.epsilon).detach().cpu().float().numpy(),
+        "norm_type": np.str_(normalize.norm_type),
+        "std_norm": np.bool_(normalize.std_norm),
+        "epsilon": np.float64(normalize.epsilon),
     }
+    if normalize.norm_type == "global":
+        std = normalize.glob_std if normalize.std_norm else torch.ones_like(normalize.glob_mean)
+        constants["mean"] = normalize.glob_mean.detach().cpu().float().numpy()
+        constants["std"] = std.clamp(min=normalize.epsilon).detach().cpu().float().numpy()
+    return constants
 
 
 def tree_classes(pieces: list[str], eos_index: int, empty_slots) -> dict:

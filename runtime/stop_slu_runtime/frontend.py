@@ -1,10 +1,13 @@
 """The model's front-end in numpy: log mel filterbank and the feature
 normalisation, equal to SpeechBrain's ``Fbank`` followed by the trained
-``InputNormalization`` (global statistics) within 1e-3 (tests/unit/test_onnx_numpy.py).
+``InputNormalization`` within 1e-3 (tests/unit/test_onnx_numpy.py): global
+statistics, or per utterance (``norm_type: sentence``, the mean and standard
+deviation of each feature over the utterance's frames).
 
 The export writes the constants (``frontend.npz``): the STFT window padded to
-``n_fft``, the mel filterbank matrix, the dB settings and the normalisation
-mean and standard deviation, all taken from the trained model's own modules.
+``n_fft``, the mel filterbank matrix, the dB settings, the normalisation type
+and, for global normalisation, its mean and standard deviation, all taken from
+the trained model's own modules. Constants without ``norm_type`` are global.
 """
 
 from __future__ import annotations
@@ -26,8 +29,14 @@ class Frontend:
         self.multiplier = float(constants["multiplier"])
         self.db_offset = float(constants["db_offset"])
         self.top_db = float(constants["top_db"])
-        self.mean = np.asarray(constants["mean"], dtype=np.float32)
-        self.std = np.asarray(constants["std"], dtype=np.float32)
+        self.norm_type = str(constants.get("norm_type", "global"))
+        if self.norm_type not in ("global", "sentence"):
+            raise ValueError(f"frontend.npz: norm_type {self.norm_type!r}, expected 'global' or 'sentence'")
+        self.std_norm = bool(constants.get("std_norm", True))
+        self.epsilon = float(constants.get("epsilon", 1e-10))
+        if self.norm_type == "global":
+            self.mean = np.asarray(constants["mean"], dtype=np.float32)
+            self.std = np.asarray(constants["std"], dtype=np.float32)
 
     def __call__(self, wav: np.ndarray) -> np.ndarray:
         wav = np.asarray(wav, dtype=np.float32)
@@ -40,4 +49,8 @@ class Frontend:
         mel = power @ self.fbank
         db = self.multiplier * np.log10(np.maximum(mel, self.amin)) - self.db_offset
         db = np.maximum(db, db.max() - self.top_db)
-        return ((db - self.mean) / self.std).astype(np.float32)
+        if self.norm_type == "global":
+            return ((db - self.mean) / self.std).astype(np.float32)
+        mean = db.mean(axis=0)
+        std = np.sqrt(np.square(db - mean).mean(axis=0)) if self.std_norm else np.ones_like(mean)
+        return ((db - mean) / np.maximum(std, self.epsilon)).astype(np.float32)

@@ -127,3 +127,32 @@ def test_runtime_installs_without_torch_and_parses_the_same(exports, test_wavs, 
         cwd=tmp_path,
     )
     assert [json.loads(line) for line in parsed.stdout.splitlines()] == OnnxParser(exports[1]).parse_files(test_wavs)
+
+
+def test_per_utterance_normalisation_exports_and_parses_as_pytorch(trained, test_wavs, tmp_path):
+    """A config that normalises each utterance by its own statistics
+    (``--normalize={norm_type: sentence}``) exports, and the runtime's front-end
+    computes the statistics as SpeechBrain does: the same parses. The tiny
+    model's folder with that override added to its training overrides (the
+    weights stay; parity needs the same model on both sides, not a good one)."""
+    import shutil
+
+    import yaml
+
+    from stop_slu.inference import RECIPE_OVERRIDES, SLUParser
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run, symlinks=True)
+    overrides = yaml.safe_load((run / RECIPE_OVERRIDES).read_text())
+    (run / RECIPE_OVERRIDES).write_text(yaml.safe_dump({**overrides, "normalize": {"norm_type": "sentence"}}))
+    run_cli("export", run, tmp_path / "onnx", "--onnx")
+    runtime = OnnxParser(tmp_path / "onnx")
+    assert runtime.frontend.norm_type == "sentence"
+    got = runtime.parse_files(test_wavs)
+    expected = SLUParser.from_folder(run).parse_files(test_wavs, batch_size=1)
+    assert len(got) == len(expected) >= 8
+    for ours, theirs in zip(got, expected):
+        assert {k: v for k, v in ours.items() if k != "confidence"} == {
+            k: v for k, v in theirs.items() if k != "confidence"
+        }
+        assert ours["confidence"] == pytest.approx(theirs["confidence"], abs=2e-3)

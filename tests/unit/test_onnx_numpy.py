@@ -76,21 +76,36 @@ def test_ctc_prefix_scores_numpy_equal_speechbrain_step_by_step(seed):
         ours_state = ours.permute(ours_state, chosen)
 
 
-def test_frontend_numpy_equals_speechbrain_fbank_and_normalisation():
-    """Within 1e-3 on normalised features (float64 FFT here, float32 in torch)."""
+@pytest.mark.parametrize(
+    "norm",
+    [{"norm_type": "global"}, {"norm_type": "sentence"}, {"norm_type": "sentence", "std_norm": False}],
+    ids=["global", "sentence", "sentence-mean-only"],
+)
+def test_frontend_numpy_equals_speechbrain_fbank_and_normalisation(norm, tmp_path):
+    """Within 1e-3 on normalised features (float64 FFT here, float32 in torch),
+    through the constants file the export writes. Global statistics come from
+    another utterance, so that per-utterance and global differ."""
     rng = np.random.default_rng(0)
     t = np.arange(int(1.37 * 16000)) / 16000
     wav = 0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) + 0.01 * rng.standard_normal(t.size)
     wav = wav.astype(np.float32)
     fbank = Fbank(sample_rate=16000, n_fft=400, n_mels=80)
-    normalize = InputNormalization(norm_type="global")
-    feats = fbank(torch.from_numpy(wav)[None])
-    normalize(feats, torch.ones(1))  # statistics from this utterance, then frozen
+    normalize = InputNormalization(**norm)
+    other = fbank(torch.from_numpy(0.05 * rng.standard_normal(16000).astype(np.float32))[None])
+    normalize(other, torch.ones(1))  # global: statistics from another utterance, then frozen
     normalize.eval()
+    feats = fbank(torch.from_numpy(wav)[None])
     expected = normalize(feats, torch.ones(1))[0].detach().numpy()
-    ours = Frontend(frontend_constants(fbank, normalize))(wav)
+    np.savez(tmp_path / "frontend.npz", **frontend_constants(fbank, normalize))
+    ours = Frontend(dict(np.load(tmp_path / "frontend.npz")))(wav)
     assert ours.shape == expected.shape
     np.testing.assert_allclose(ours, expected, atol=1e-3)
+    if norm["norm_type"] == "sentence":  # each feature over the utterance: mean 0 (and deviation 1)
+        np.testing.assert_allclose(ours.mean(axis=0), 0, atol=1e-4)
+        if norm.get("std_norm", True):
+            np.testing.assert_allclose(ours.std(axis=0), 1, atol=1e-3)
+    else:
+        assert abs(ours.mean()) > 0.5  # another utterance's statistics: far from this one's own
 
 
 PARSES = [
