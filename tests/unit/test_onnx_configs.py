@@ -45,3 +45,22 @@ def test_config_exports_and_onnxruntime_matches_pytorch(name, tmp_path):
             pred, _ = hp["Transformer"].decode(prefix[:, : step + 1], enc.expand(hyps, -1, -1))
             expected = torch.log_softmax(hp["test_search"].fc(pred)[:, -1], dim=-1)
         np.testing.assert_allclose(log_probs, expected.numpy(), atol=2e-4)
+
+
+@pytest.mark.parametrize("norm_type", ["global", "sentence", "batch"])
+def test_feature_normalisation_exports_unless_it_depends_on_the_batch(norm_type, tmp_path):
+    """Global statistics and per-utterance statistics export (the runtime's
+    front-end computes both); batch statistics are refused in one line."""
+    from stop_slu.onnx_export import OnnxExportError, check_exportable
+
+    overrides = {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out"), **SMALL}
+    with open(REPO / "hparams" / "mini.yaml", encoding="utf-8") as f:
+        hp = load_hyperpyyaml(f, {**overrides, "normalize": {"norm_type": norm_type}})
+    assert hp["normalize"].norm_type == norm_type
+    if norm_type == "batch":
+        with pytest.raises(
+            OnnxExportError, match=r"^normalize.norm_type=batch: .*batch statistics depend on the batch$"
+        ):
+            check_exportable(hp)
+    else:
+        check_exportable(hp)
