@@ -49,7 +49,6 @@ from stop_slu.search import token_classes
 from stop_slu.tokenizer.parse_tokenizer import BOUNDARY
 
 OPSET = 17
-NORM_TYPES = ("global", "sentence")  # InputNormalization norm_type values the runtime's front-end computes
 ENCODER, DECODER, FRONTEND, TREE = "encoder.onnx", "decoder_step.onnx", "frontend.npz", "tree.npz"
 CARD_UTTERANCES = 20  # test utterances the model card's speed and EM are measured on
 
@@ -61,7 +60,7 @@ class OnnxExportError(ValueError):
 def check_exportable(hparams) -> None:
     """Raise OnnxExportError (one line) unless the model of ``hparams`` (a
     loaded config, or a parser's ``hparams``) exports: fbank front-end, global
-    normalisation, SpeechBrain TransformerASR decoder with regular multi-head
+    or per-utterance normalisation, SpeechBrain TransformerASR decoder with regular multi-head
     attention, the recipe's beam search."""
     hp = hparams
     if isinstance(family_of(hp), WhisperSeq2Seq):
@@ -75,11 +74,13 @@ def check_exportable(hparams) -> None:
             "SSL config: the front-end is a frozen Hugging Face encoder (WavLM/HuBERT, about 300M parameters), "
             "not a filterbank; the ONNX export covers the filterbank configs only"
         )
+    from stop_slu_runtime.frontend import NORM_TYPES
+
     normalize = hp["normalize"]
     if normalize.norm_type not in NORM_TYPES:
         raise OnnxExportError(
             f"normalize.norm_type={normalize.norm_type}: the runtime normalises with global statistics or "
-            "per utterance (global, sentence); batch statistics depend on the batch"
+            f"per utterance ({', '.join(NORM_TYPES)}); batch statistics depend on the batch"
         )
     for layer in hp["Transformer"].decoder.layers:
         for name in ("self_attn", "multihead_attn"):

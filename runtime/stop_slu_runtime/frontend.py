@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+NORM_TYPES = ("global", "sentence")  # SpeechBrain InputNormalization norm_type values computed here
+
 
 class Frontend:
     """Audio (samples,) float32 at the model's rate -> normalised features (frames, n_mels).
@@ -30,8 +32,8 @@ class Frontend:
         self.db_offset = float(constants["db_offset"])
         self.top_db = float(constants["top_db"])
         self.norm_type = str(constants.get("norm_type", "global"))
-        if self.norm_type not in ("global", "sentence"):
-            raise ValueError(f"frontend.npz: norm_type {self.norm_type!r}, expected 'global' or 'sentence'")
+        if self.norm_type not in NORM_TYPES:
+            raise ValueError(f"norm_type {self.norm_type!r}, expected one of {', '.join(NORM_TYPES)}")
         self.std_norm = bool(constants.get("std_norm", True))
         self.epsilon = float(constants.get("epsilon", 1e-10))
         if self.norm_type == "global":

@@ -89,7 +89,13 @@ class OnnxParser:
         providers = ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(self.folder / "encoder.onnx"), options, providers=providers)
         self.decoder = ort.InferenceSession(str(self.folder / "decoder_step.onnx"), options, providers=providers)
-        self.frontend = Frontend(dict(np.load(self.folder / "frontend.npz")))
+        constants = self.folder / "frontend.npz"
+        try:
+            self.frontend = Frontend(dict(np.load(constants)))
+        except KeyError as error:
+            raise ExportError(f"{constants}: no {error.args[0]!r} constant; export the model again") from None
+        except ValueError as error:
+            raise ExportError(f"{constants}: {error}") from None
         search = self.manifest["search"]
         self.search = SearchConfig(**{k: search[k] for k in SearchConfig.__dataclass_fields__ if k in search})
         tree = np.load(self.folder / "tree.npz")

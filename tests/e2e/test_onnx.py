@@ -5,6 +5,7 @@ virtual environment without PyTorch."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -135,8 +136,6 @@ def test_per_utterance_normalisation_exports_and_parses_as_pytorch(trained, test
     computes the statistics as SpeechBrain does: the same parses. The tiny
     model's folder with that override added to its training overrides (the
     weights stay; parity needs the same model on both sides, not a good one)."""
-    import shutil
-
     import yaml
 
     from stop_slu.inference import RECIPE_OVERRIDES, SLUParser
@@ -156,3 +155,26 @@ def test_per_utterance_normalisation_exports_and_parses_as_pytorch(trained, test
             k: v for k, v in theirs.items() if k != "confidence"
         }
         assert ours["confidence"] == pytest.approx(theirs["confidence"], abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    "replace, drop, reason",
+    [
+        ({"norm_type": np.str_("batch")}, None, "norm_type 'batch', expected one of global, sentence"),
+        ({}, "mean", "no 'mean' constant; export the model again"),
+    ],
+    ids=["unknown-normalisation", "missing-constant"],
+)
+def test_a_front_end_the_runtime_cannot_compute_is_one_line(exports, test_wavs, tmp_path, replace, drop, reason):
+    """frontend.npz naming a normalisation the runtime does not compute, or
+    lacking a constant: one ``error:`` line naming the file, exit status 2."""
+    export = tmp_path / "export"
+    shutil.copytree(exports[1], export)
+    constants = {**dict(np.load(export / "frontend.npz")), **replace}
+    constants.pop(drop, None)
+    np.savez(export / "frontend.npz", **constants)
+    result = subprocess.run(
+        [sys.executable, "-m", "stop_slu_runtime", str(export), test_wavs[0]], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {export / 'frontend.npz'}: {reason}"
