@@ -262,7 +262,7 @@ def _cmd_evaluate(args):
         raise CLIError(f"--override {' '.join(args.override)}: expected KEY=VALUE, e.g. ctc_weight_decode=0.3")
     parser = load_parser(args.model, device=device, overrides=overrides)
     set_search(parser, beam_size=args.beam_size, max_decode_ratio=args.max_decode_ratio)
-    target = parser.hparams.get("target_column") or DEFAULT_TARGET
+    target = parser.target_column or DEFAULT_TARGET
     csv_path = find_csv(
         args.data, args.split, args.out, target, low_resource=args.low_resource, progress=not args.quiet
     )
@@ -583,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
         "are the file names without extension, or the utterance IDs of a prepared CSV given "
         "with --csv (its wav column is parsed).",
     )
-    p.add_argument("model_dir", help="a training output folder, an exported model folder or a Hub id")
+    p.add_argument("model_dir", help="a training output folder, an exported model folder (PyTorch or ONNX) or a Hub id")
     p.add_argument("wavs", nargs="*", help="audio files (any sample rate; stereo is down-mixed)")
     p.add_argument("--csv", help="parse the wav column of this CSV (stop-slu prepare's) instead of files")
     p.add_argument("--tsv", action="store_true", help="print ID<TAB>parse lines (for stop-slu score)")
@@ -614,7 +614,9 @@ examples:
   stop-slu evaluate user/stop-model prepared/ --split eval --device cuda
   stop-slu evaluate results/held_in /data/stop --low-resource /data/low_resource_splits --split reminder_test""",
     )
-    p.add_argument("model", help="a training output folder, an exported model folder or a Hub id (as parse)")
+    p.add_argument(
+        "model", help="a training output folder, an exported model folder (PyTorch or ONNX) or a Hub id (as parse)"
+    )
     p.add_argument(
         "data",
         help="a prepared folder (holding SPLIT.csv), one CSV, or a STOP release (prepared into OUT/data first)",
@@ -695,7 +697,7 @@ examples:
         "503 with Retry-After). Listens on 127.0.0.1 only unless --host says otherwise; see "
         "docs/serving.md for HTTPS behind a reverse proxy.",
     )
-    p.add_argument("model_dir", help="a training output folder, an exported model folder or a Hub id")
+    p.add_argument("model_dir", help="a training output folder, an exported model folder (PyTorch or ONNX) or a Hub id")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port, 0 = any free one (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 PARTIAL = "partial_{split}"  # OUT/partial_<split>/: rows appended while decoding, one file per rank
 RUN_FILE = "run.json"  # in the partial folder: what is being evaluated (a restart must match it)
-DEFAULT_BATCH_SIZE = 16  # where the model's config names no test batch size (exports)
+DEFAULT_BATCH_SIZE = 16  # where the model names no test batch size (ONNX exports)
 
 
 class EvaluateError(ValueError):
@@ -139,22 +139,18 @@ def _barrier():
 
 def search_settings(parser) -> dict:
     """The model's own test search settings: beam size and maximum decode ratio."""
-    search = parser.hparams.test_search
-    return {"beam_size": search.beam_size, "max_decode_ratio": search.max_decode_ratio}
+    return {"beam_size": parser.search.beam_size, "max_decode_ratio": parser.search.max_decode_ratio}
 
 
 def set_search(parser, beam_size: int | None = None, max_decode_ratio: float | None = None):
-    """Change the test search of a loaded model (an export's config has its values resolved:
-    the searcher itself is changed). None keeps the model's own value."""
-    search = parser.hparams.test_search
-    if beam_size is not None:
-        if beam_size < 1:
-            raise EvaluateError(f"--beam_size {beam_size}: must be at least 1")
-        search.beam_size = beam_size
-    if max_decode_ratio is not None:
-        if not 0 < max_decode_ratio <= 10:
-            raise EvaluateError(f"--max_decode_ratio {max_decode_ratio}: must be above 0 and at most 10")
-        search.max_decode_ratio = max_decode_ratio
+    """Change the test search of a loaded model (``parser.set_search``; an
+    export's config has its values resolved: the searcher itself is changed).
+    None keeps the model's own value. Raises EvaluateError for a value out of range."""
+    if beam_size is not None and beam_size < 1:
+        raise EvaluateError(f"--beam_size {beam_size}: must be at least 1")
+    if max_decode_ratio is not None and not 0 < max_decode_ratio <= 10:
+        raise EvaluateError(f"--max_decode_ratio {max_decode_ratio}: must be above 0 and at most 10")
+    parser.set_search(beam_size=beam_size, max_decode_ratio=max_decode_ratio)
 
 
 def read_rows(paths) -> dict[str, tuple[str, str, str]]:
@@ -246,7 +242,7 @@ def evaluate(
     run: dict | None = None,
     num_workers: int = 0,
 ) -> Evaluation | None:
-    """Decode every utterance of ``csv_path`` with ``parser`` (an SLUParser)
+    """Decode every utterance of ``csv_path`` with ``parser`` (an SLUParser or an OnnxParser)
     and write the predictions, metrics and report into ``out`` (see the module
     docstring); returns them on rank 0 (None on the other ranks).
 
@@ -269,7 +265,7 @@ def evaluate(
     if "semantics" not in next(iter(rows.values())):
         raise EvaluateError(f"{csv_path}: no semantics column; evaluate needs the reference parses")
     if batch_size is None:
-        batch_size = int((parser.hparams.get("test_dataloader_opts") or {}).get("batch_size", DEFAULT_BATCH_SIZE))
+        batch_size = parser.test_batch_size or DEFAULT_BATCH_SIZE
     if batch_size < 1:
         raise EvaluateError(f"--batch_size {batch_size}: must be at least 1")
 
@@ -286,9 +282,9 @@ def evaluate(
     mine = shard_ids([uid for uid in order if uid not in done])
     rank, _ = rank_and_world()
     loader = sb.dataio.dataloader.make_dataloader(
-        _dataset(rows, mine, parser.hparams.sample_rate), batch_size=batch_size, num_workers=num_workers
+        _dataset(rows, mine, parser.sample_rate), batch_size=batch_size, num_workers=num_workers
     )
-    decouple = parser.hparams.decouple_output
+    decouple = parser.decouple_output
     refused = {}
     decoded = []
     bar = tqdm(

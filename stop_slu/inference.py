@@ -280,6 +280,47 @@ class SLUParser(Pretrained):
                 **kwargs,
             )
 
+    # -- what every parser gives (this class and stop_slu_runtime.OnnxParser) --------
+    @property
+    def sample_rate(self) -> int:
+        """The audio sample rate the model takes, in Hz."""
+        return int(self.hparams.sample_rate)
+
+    @property
+    def decouple_output(self) -> bool:
+        """Whether parses come out decoupled (slot words only) from a model that learnt full parses."""
+        return bool(self.hparams.decouple_output)
+
+    @property
+    def target_column(self) -> str | None:
+        """The STOP manifest column the model learnt (None where its config names none)."""
+        return self.hparams.get("target_column")
+
+    @property
+    def labels(self) -> list[str]:
+        """The intent and slot labels the model can output (``[IN:...``, ``[SL:...``)."""
+        return list(self.tokenizer.labels)
+
+    @property
+    def search(self):
+        """The test search; its ``beam_size`` and ``max_decode_ratio`` are the model's own."""
+        return self.hparams.test_search
+
+    @property
+    def test_batch_size(self) -> int | None:
+        """Utterances per batch of the config's test loader (None where it names none)."""
+        opts = self.hparams.get("test_dataloader_opts") or {}
+        return int(opts["batch_size"]) if "batch_size" in opts else None
+
+    def set_search(self, beam_size: int | None = None, max_decode_ratio: float | None = None):
+        """Change the test search's beam size or most tokens per encoder frame
+        (None keeps the model's own); the shortest audio it takes follows."""
+        if beam_size is not None:
+            self.search.beam_size = int(beam_size)
+        if max_decode_ratio is not None:
+            self.search.max_decode_ratio = float(max_decode_ratio)
+            self._supported = None
+
     @torch.no_grad()
     def encode_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
         """Audio (batch, samples) at ``sample_rate`` with relative lengths
@@ -479,8 +520,9 @@ def load_parser(source, device: str = "cpu", overrides: dict | None = None, save
     """Any model ``stop-slu parse`` accepts, ready to parse: a training output
     folder, a local exported model folder, an ONNX export (``stop-slu export
     --onnx``: a ``stop_slu_runtime.OnnxParser``, same ``parse_files``,
-    ``check_file``, ``supported_duration``; ``device`` and ``overrides`` do
-    not apply to it), or a Hugging Face Hub repository id
+    ``check_file``, ``supported_duration``, ``decode_batch``, ``sample_rate``,
+    ``search``, ``set_search``...; it runs on the CPU and takes no
+    ``overrides``: asked for either, ModelFolderError), or a Hugging Face Hub repository id
     of an export (``user/repo``, fetched into ``savedir``, by default the Hub
     cache). ``device`` is a torch device string; ``overrides`` change the
     config for inference (e.g. ``{"test_beam_size": 4}``). Raises
@@ -490,6 +532,15 @@ def load_parser(source, device: str = "cpu", overrides: dict | None = None, save
     if path.is_dir() and (path / "manifest.json").is_file():  # stop-slu export --onnx
         from stop_slu_runtime import OnnxParser
 
+        if overrides:
+            raise ModelFolderError(
+                f"{source}: an ONNX export's config is fixed when it is exported; overrides "
+                f"({', '.join(overrides)}) do not apply: export the training run again with them"
+            )
+        if str(device) != "cpu":
+            raise ModelFolderError(
+                f"{source}: an ONNX export runs on the CPU (onnxruntime); --device {device} does not apply"
+            )
         return OnnxParser(path)
     if path.is_dir():
         return SLUParser.from_folder(path, device=device, overrides=overrides)

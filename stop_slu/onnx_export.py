@@ -513,6 +513,7 @@ def export_onnx(output_folder, export_dir, int8: bool = False, card_utterances: 
         "precision": "int8" if int8 else "fp32",
         "sample_rate": int(hp.sample_rate),
         "decouple_output": bool(hp.decouple_output),
+        "target_column": hp.get("target_column"),
         "pad_index": int(hp.get("pad_index", 0)),
         "vocab_size": int(len(classes["eos"])),
         "limits": {"shortest_samples": int(shortest), "longest_samples": int(longest) if longest else None},

@@ -1,7 +1,9 @@
 """``OnnxParser``: an ONNX export (``stop-slu export RUN OUT --onnx``) ready to
 parse audio, with the interface of ``stop_slu.inference.SLUParser`` that
-``stop-slu parse`` and ``serve`` use (``parse_files``, ``check_file``,
-``supported_duration``, ``decode_batch``) and the same JSON.
+``stop-slu parse``, ``evaluate`` and ``serve`` use (``parse_files``,
+``check_file``, ``check_length``, ``supported_duration``, ``decode_batch``,
+``sample_rate``, ``decouple_output``, ``target_column``, ``labels``,
+``overrides``, ``search``, ``set_search``, ``test_batch_size``) and the same JSON.
 
 The export folder holds ``manifest.json`` (config, search settings, limits,
 versions), ``frontend.npz`` (filterbank and normalisation constants),
@@ -14,6 +16,7 @@ hypothesis -> log-probabilities, self-attention caches in and out),
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +110,21 @@ class OnnxParser:
         self.tokenizer = spm.SentencePieceProcessor(model_file=str(self.folder / "tokenizer" / "tokenizer.model"))
         self.sample_rate = int(self.manifest["sample_rate"])
         self.decouple_output = bool(self.manifest["decouple_output"])
+        self.target_column = self.manifest.get("target_column")  # None in exports made before it was recorded
+        self.overrides = self.manifest.get("recipe_overrides") or {}  # of the training run
+        labels = self.folder / "labels.txt"
+        self.labels = [x for x in labels.read_text(encoding="utf-8").splitlines() if x] if labels.is_file() else []
         self._special = {search["bos_index"], search["eos_index"], self.manifest["pad_index"]}
+
+    test_batch_size = None  # the search decodes one utterance at a time
+
+    def set_search(self, beam_size: int | None = None, max_decode_ratio: float | None = None):
+        """Change the search's beam size or most tokens per encoder frame (None
+        keeps the export's own). The shortest audio taken stays the export's."""
+        changes = {"beam_size": beam_size, "max_decode_ratio": max_decode_ratio}
+        self.search = replace(
+            self.search, **{k: type(getattr(self.search, k))(v) for k, v in changes.items() if v is not None}
+        )
 
     # -- lengths ---------------------------------------------------------------
     def supported_samples(self) -> tuple[int, int | None]:

@@ -108,7 +108,7 @@ AUDIO_BODY = {
 
 
 def _labels(parser) -> dict:
-    labels = list(getattr(parser.tokenizer, "labels", []))
+    labels = parser.labels
     return {
         "intents": sorted(label[4:] for label in labels if label.startswith("[IN:")),
         "slots": sorted(label[4:] for label in labels if label.startswith("[SL:")),
@@ -151,15 +151,15 @@ def _check_content_type(request: Request):
 
 
 def create_app(parser, config: ServeConfig = ServeConfig(), examples: list[Example] = (), name: str = "model"):
-    """The FastAPI application serving ``parser`` (an ``SLUParser``, loaded
-    already). ``examples`` are the page's clips; ``name`` is shown on the page."""
-    rate = parser.hparams.sample_rate
+    """The FastAPI application serving ``parser`` (an ``SLUParser`` or an
+    ``OnnxParser``, loaded already). ``examples`` are the page's clips; ``name`` is shown on the page."""
+    rate = parser.sample_rate
     shortest, longest = parser.supported_duration()  # computed now, not in the first request
     batcher = MicroBatcher(
         parser.decode_batch, config.max_batch, config.max_wait_ms, config.max_queue, threads=config.threads
     )
     state = {}
-    output_form = parses.decouple_if_valid if parser.hparams.decouple_output else str  # as the model answers
+    output_form = parses.decouple_if_valid if parser.decouple_output else str  # as the model answers
     references = [e.reference and output_form(e.reference) for e in examples]
 
     @asynccontextmanager
@@ -248,7 +248,7 @@ def create_app(parser, config: ServeConfig = ServeConfig(), examples: list[Examp
             "name": name,
             "config": {
                 "sample_rate": rate,
-                "beam_size": parser.hparams.get("test_beam_size"),
+                "beam_size": parser.search.beam_size,
                 "trained_with": parser.overrides,
             },
             "labels": _labels(parser),

@@ -1,6 +1,6 @@
 """``stop-slu export --onnx [--int8]`` on a tiny trained model: the torch-free
 runtime (runtime/, ``stop_slu_runtime``) parses as the PyTorch parser does,
-``stop-slu parse`` takes the export, and the runtime installs and parses in a
+``stop-slu parse``, ``evaluate`` and ``serve`` take the export, and the runtime installs and parses in a
 virtual environment without PyTorch."""
 
 import json
@@ -84,6 +84,56 @@ def test_stop_slu_parse_takes_an_onnx_export(exports, test_wavs, tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {short}: audio too short (50.0 ms); this model parses ")
     assert "Traceback" not in result.stderr
+
+
+def test_stop_slu_evaluate_takes_an_onnx_export(exports, mini_release, tmp_path):
+    """evaluate runs an ONNX export as the training run: the rows the recipe's
+    test stage wrote; --beam_size changes its search; overrides and a GPU,
+    which an export cannot take, are one line each."""
+    from stop_slu.report import read_predictions
+
+    rows = lambda path: [tuple(r.values()) for r in read_predictions(path)]  # noqa: E731
+    model, fp32, _ = exports
+    result = run_cli("evaluate", fp32, mini_release, "--out", tmp_path / "eval", "--quiet")
+    assert "test: EM" in result.stdout and f"search: beam {OnnxParser(fp32).search.beam_size}," in result.stdout
+    assert rows(tmp_path / "eval" / "predictions_test.tsv") == rows(model / "predictions_test.tsv")
+    test_csv = tmp_path / "eval" / "data" / "test.csv"
+    result = run_cli("evaluate", fp32, test_csv, "--out", tmp_path / "beam1", "--beam_size", 1, "--quiet")
+    assert "search: beam 1," in result.stdout
+    for option, reason in [
+        (("--override", "test_beam_size=3"), "overrides (test_beam_size) do not apply"),
+        (("--device", "cuda"), "--device"),
+    ]:
+        refused = run_cli("evaluate", fp32, test_csv, "--out", tmp_path / "x", *option, check=False)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        (line,) = refused.stderr.strip().splitlines()
+        assert line.startswith("error: ") and reason in line
+
+
+def test_stop_slu_serve_takes_an_onnx_export(exports, test_wavs):
+    """The service and its page's /v1/model with an ONNX export: what the runtime parses, its labels and search."""
+    import http.client
+
+    from conftest import start_server
+
+    runtime = OnnxParser(exports[1])
+    server = start_server(exports[1])
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        with open(test_wavs[0], "rb") as f:
+            connection.request("POST", "/v1/parse", f.read(), {"Content-Type": "audio/wav"})
+        answer = json.loads(connection.getresponse().read())
+        expected = runtime.parse_files(test_wavs[:1])[0]
+        assert {k: v for k, v in answer.items() if k != "confidence"} == {
+            k: v for k, v in expected.items() if k not in ("file", "confidence")
+        }
+        connection.request("GET", "/v1/model")
+        model = json.loads(connection.getresponse().read())
+        assert model["config"]["sample_rate"] == 16000 and model["config"]["beam_size"] == runtime.search.beam_size
+        assert model["labels"]["intents"] and model["labels"]["slots"]
+        assert model["limits"]["shortest_seconds"] > 0
+    finally:
+        server.stop()
 
 
 def test_int8_without_onnx_is_refused_in_one_line(exports, tmp_path):
