@@ -153,10 +153,10 @@ class OnnxParser:
     def check_file(self, path) -> str | None:
         """Why the audio file cannot be parsed (not audio, other sample rate,
         too short or long), or None when it can."""
+        if not Path(path).is_file():
+            return "missing file" if not Path(path).exists() else "not a file"
         try:
             info = sf.info(str(path))
-        except FileNotFoundError:
-            return "missing file"
         except Exception:
             return "not a readable audio file"
         if info.frames == 0:

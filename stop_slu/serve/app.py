@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from stop_slu import parses
-from stop_slu.data_prep.audio import AudioError, load_audio
+from stop_slu.data_prep.audio import AudioError, audio_info, load_audio
 from stop_slu.inference import describe
 from stop_slu.serve.batcher import MicroBatcher, QueueFull
 from stop_slu.serve.examples import Example
@@ -192,11 +192,13 @@ def create_app(parser, config: ServeConfig = ServeConfig(), examples: list[Examp
         return JSONResponse({"error": error.message, "status": error.status}, error.status, headers=headers)
 
     def decode_upload(body: bytes) -> torch.Tensor:
-        """Mono float samples at the model's rate, read the way ``stop-slu parse`` reads a file."""
+        """Mono float samples at the model's rate, read the way ``stop-slu parse`` reads a file
+        with a PyTorch model (any rate resampled, stereo down-mixed), whichever parser serves."""
         path = state["uploads"] / f"{uuid.uuid4().hex}.audio"
         try:
             path.write_bytes(body)
-            reason = parser.check_file(path)
+            info = audio_info(path)
+            reason = parser.check_length(info.frames, info.sample_rate)
             if reason is None:
                 samples = load_audio(path, rate)
         except AudioError as error:

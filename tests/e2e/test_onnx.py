@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,14 +76,15 @@ def test_int8_export_keeps_the_interface_and_stays_near_fp32(exports, test_wavs)
 
 
 def test_stop_slu_parse_takes_an_onnx_export(exports, test_wavs, tmp_path):
-    short = tmp_path / "short.wav"
+    short, missing = tmp_path / "short.wav", tmp_path / "missing.wav"
     sf.write(short, np.zeros(800, dtype=np.float32), 16000)
-    result = run_cli("parse", exports[1], *test_wavs[:3], short, check=False)
+    result = run_cli("parse", exports[1], *test_wavs[:3], short, missing, check=False)
     assert result.returncode == 1
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines == OnnxParser(exports[1]).parse_files(test_wavs[:3])
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"error: {short}: audio too short (50.0 ms); this model parses ")
+    too_short, not_there = result.stderr.strip().splitlines()
+    assert too_short.startswith(f"error: {short}: audio too short (50.0 ms); this model parses ")
+    assert not_there == f"error: {missing}: missing file"  # as stop-slu parse says with a PyTorch model
     assert "Traceback" not in result.stderr
 
 
@@ -110,23 +112,31 @@ def test_stop_slu_evaluate_takes_an_onnx_export(exports, mini_release, tmp_path)
         assert line.startswith("error: ") and reason in line
 
 
-def test_stop_slu_serve_takes_an_onnx_export(exports, test_wavs):
-    """The service and its page's /v1/model with an ONNX export: what the runtime parses, its labels and search."""
+def test_stop_slu_serve_takes_an_onnx_export(exports, test_wavs, tmp_path):
+    """The service and its page's /v1/model with an ONNX export: what the
+    runtime parses, its labels and search; an 8 kHz stereo upload is read as
+    with a PyTorch model (resampled, down-mixed), not refused."""
     import http.client
 
     from conftest import start_server
 
+    from stop_slu.data_prep.audio import load_audio
+
     runtime = OnnxParser(exports[1])
+    mono, rate = sf.read(test_wavs[0], dtype="float32")
+    stereo_8k = tmp_path / "stereo_8k.wav"
+    sf.write(stereo_8k, np.stack([mono[::2], 0.5 * mono[::2]], axis=1), 8000)
     server = start_server(exports[1])
     try:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-        with open(test_wavs[0], "rb") as f:
-            connection.request("POST", "/v1/parse", f.read(), {"Content-Type": "audio/wav"})
-        answer = json.loads(connection.getresponse().read())
-        expected = runtime.parse_files(test_wavs[:1])[0]
-        assert {k: v for k, v in answer.items() if k != "confidence"} == {
-            k: v for k, v in expected.items() if k not in ("file", "confidence")
-        }
+        for path, expected in [
+            (test_wavs[0], runtime.parse_files(test_wavs[:1])[0]["parse"]),
+            (stereo_8k, runtime.decode_waveform(load_audio(stereo_8k, 16000))[0]),
+        ]:
+            connection.request("POST", "/v1/parse", Path(path).read_bytes(), {"Content-Type": "audio/wav"})
+            response = connection.getresponse()
+            answer = json.loads(response.read())
+            assert response.status == 200 and answer["parse"] == expected, (path, answer)
         connection.request("GET", "/v1/model")
         model = json.loads(connection.getresponse().read())
         assert model["config"]["sample_rate"] == 16000 and model["config"]["beam_size"] == runtime.search.beam_size
