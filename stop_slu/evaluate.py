@@ -320,7 +320,7 @@ def evaluate(
     for theirs, _, _ in everyone:
         found.update({uid: (hyp, ref, domain) for uid, hyp, ref, domain in theirs})
     ordered = [(uid, *found[uid]) for uid in order]
-    result = write_results(out, split, ordered)
+    result = write_results(out, split, ordered, about=_about(run))
     shutil.rmtree(partial)
     _barrier()
     result.resumed = len(done)
@@ -331,9 +331,21 @@ def evaluate(
     return result
 
 
-def write_results(out, split: str, rows) -> Evaluation:
+def _about(run: dict) -> str:
+    """The report's line saying what was evaluated, from the evaluation's ``run``."""
+    parts = [f"model `{run['model']}`"] if run.get("model") else []
+    if run.get("overrides"):
+        parts.append("overrides " + ", ".join(f"`{k}={v}`" for k, v in run["overrides"].items()))
+    if "beam_size" in run:
+        parts.append(f"beam {run['beam_size']}, max decode ratio {run['max_decode_ratio']}")
+    parts.append(f"data `{run['data']}`" + (f" (domains {', '.join(run['domains'])})" if run.get("domains") else ""))
+    return "Evaluated: " + "; ".join(parts) + "."
+
+
+def write_results(out, split: str, rows, about: str | None = None) -> Evaluation:
     """``predictions_<split>.tsv``, ``metrics_<split>.json`` and the report from
-    ``rows`` (ID, hypothesis, reference, domain) in test order."""
+    ``rows`` (ID, hypothesis, reference, domain) in test order; ``about``: the
+    report's line saying what was evaluated."""
     out = Path(out)
     predictions = predictions_path(out, split)
     metrics.write_predictions(predictions, rows)
@@ -344,7 +356,7 @@ def write_results(out, split: str, rows) -> Evaluation:
     )
     scores_path = metrics_path(out, split)
     scores_path.write_text(json.dumps(scores, indent=2) + "\n")
-    report = write_report(out, split=split)
+    report = write_report(out, split=split, about=about)
     return Evaluation(scores, predictions, scores_path, report)
 
 

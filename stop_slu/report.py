@@ -120,11 +120,12 @@ def _plot_curves(log: list[dict], path: Path):
     plt.close(fig)
 
 
-def write_report(output_folder, top_confusions: int = 20, split: str = "test") -> Path:
+def write_report(output_folder, top_confusions: int = 20, split: str = "test", about: str | None = None) -> Path:
     """Write ``report.md`` and its PNG charts in ``output_folder``; returns the
     report path. ``split``: the predictions read, ``predictions_<split>.tsv``;
     for a split other than test the report is ``report_<split>.md`` and its
-    chart ``per_domain_<split>.png`` (``stop-slu evaluate --split``)."""
+    chart ``per_domain_<split>.png`` (``stop-slu evaluate --split``).
+    ``about``: one line under the title saying what was evaluated (model, search, data)."""
     out = Path(output_folder)
     predictions = out / PREDICTIONS.replace("test", split)
     suffix = "" if split == "test" else f"_{split}"
@@ -138,6 +139,8 @@ def write_report(output_folder, top_confusions: int = 20, split: str = "test") -
     log = read_train_log(out / TRAIN_LOG)
 
     lines = [f"# Test report: {out.name}", "", f"{scores['n']} {split} utterances, from `{predictions.name}`.", ""]
+    if about:
+        lines[-1:-1] = [about, ""]
     lines += ["## Overall", ""]
     lines += _table(
         ["EM", "EM-Tree", "well-formed", "intent acc", "slot P", "slot R", "slot F1"],

@@ -102,6 +102,8 @@ def test_stop_slu_evaluate_takes_an_onnx_export(exports, mini_release, tmp_path)
     test_csv = tmp_path / "eval" / "data" / "test.csv"
     result = run_cli("evaluate", fp32, test_csv, "--out", tmp_path / "beam1", "--beam_size", 1, "--quiet")
     assert "search: beam 1," in result.stdout
+    report = (tmp_path / "beam1" / "report.md").read_text()  # says what was evaluated
+    assert f"Evaluated: model `{fp32}`; beam 1, max decode ratio " in report and f"data `{test_csv}`" in report
     for option, reason in [
         (("--override", "test_beam_size=3"), "overrides (test_beam_size) do not apply"),
         (("--device", "cuda"), "--device"),
