@@ -249,6 +249,24 @@ def _cmd_parse(args):
         sys.exit(1)
 
 
+def _yaml_overrides(items: list[str]) -> dict:
+    """``KEY=VALUE`` items -> {key: value}, each value read as YAML, as the
+    recipe reads ``--key=value`` (``0.3`` a number, ``True`` a boolean, ``{a: 1}`` a mapping).
+    Raises CLIError for an item without a key or with a value that is not YAML."""
+    import yaml
+
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise CLIError(f"--override {item}: expected KEY=VALUE, e.g. ctc_weight_decode=0.3")
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise CLIError(f"--override {item}: the value is not YAML ({str(error).splitlines()[0]})") from None
+    return overrides
+
+
 def _cmd_evaluate(args):
     from stop_slu.brain import leave_process_group
     from stop_slu.data_prep.release import DEFAULT_TARGET
@@ -257,9 +275,7 @@ def _cmd_evaluate(args):
 
     device = init_distributed(args.device)
     _check_device(device)
-    overrides = dict(item.split("=", 1) for item in args.override) if args.override else None
-    if overrides is not None and any(not key for key in overrides):
-        raise CLIError(f"--override {' '.join(args.override)}: expected KEY=VALUE, e.g. ctc_weight_decode=0.3")
+    overrides = _yaml_overrides(args.override) if args.override else None
     parser = load_parser(args.model, device=device, overrides=overrides)
     set_search(parser, beam_size=args.beam_size, max_decode_ratio=args.max_decode_ratio)
     target = parser.target_column or DEFAULT_TARGET

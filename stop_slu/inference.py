@@ -314,11 +314,18 @@ class SLUParser(Pretrained):
 
     def set_search(self, beam_size: int | None = None, max_decode_ratio: float | None = None):
         """Change the test search's beam size or most tokens per encoder frame
-        (None keeps the model's own); the shortest audio it takes follows."""
+        (None keeps the model's own), as the overrides ``test_beam_size`` and
+        ``max_decode_ratio`` would: a scorer that budgets by the ratio (the
+        tree constraint's length budget) takes the new one too, and the
+        shortest audio the model takes follows."""
         if beam_size is not None:
             self.search.beam_size = int(beam_size)
         if max_decode_ratio is not None:
-            self.search.max_decode_ratio = float(max_decode_ratio)
+            scorer = self.search.scorer
+            scorers = [*scorer.full_scorers.values(), *scorer.partial_scorers.values()] if scorer is not None else []
+            for searcher in (self.search, *scorers):
+                if hasattr(searcher, "max_decode_ratio"):
+                    searcher.max_decode_ratio = float(max_decode_ratio)
             self._supported = None
 
     @torch.no_grad()

@@ -49,6 +49,39 @@ def one_by_one(trained, prepared, tmp_path_factory):
     return out
 
 
+def test_search_options_decode_as_the_same_overrides(trained, prepared, tmp_path):
+    """--max_decode_ratio and --beam_size change the search as the config's
+    overrides do (--override values are YAML, as the recipe's --key=value):
+    the tree constraint's length budget follows the ratio. A malformed
+    --override is one error line."""
+    test_csv = prepared[0] / "test.csv"
+    evaluate = lambda out, *options, check=True: run_cli(  # noqa: E731
+        "evaluate", trained[0], test_csv, "--out", tmp_path / out, "--quiet", *options, check=check
+    )
+    options = evaluate("options", "--max_decode_ratio", 0.3, "--beam_size", 3)
+    overrides = evaluate("overrides", "--override", "max_decode_ratio=0.3", "--override", "test_beam_size=3")
+    assert "beam 3, max decode ratio 0.3" in options.stdout and "beam 3, max decode ratio 0.3" in overrides.stdout
+    assert _rows(tmp_path / "options" / "predictions_test.tsv") == _rows(
+        tmp_path / "overrides" / "predictions_test.tsv"
+    )
+    # the ratio reaches every scorer that budgets by it, as the override does (the tree constraint's budget)
+    from stop_slu.inference import SLUParser
+
+    def ratios(parser):
+        scorer = parser.search.scorer
+        return [getattr(s, "max_decode_ratio", None) for s in (parser.search, *scorer.full_scorers.values())]
+
+    changed = SLUParser.from_folder(trained[0])
+    changed.set_search(max_decode_ratio=0.3)
+    assert ratios(changed) == ratios(SLUParser.from_folder(trained[0], overrides={"max_decode_ratio": 0.3}))
+    assert 0.3 in ratios(changed)[1:]  # a scorer (the tree constraint) budgets by the ratio
+    for bad in ("max_decode_ratio", "=0.3", "max_decode_ratio=[0.3"):
+        refused = evaluate("bad", "--override", bad, check=False)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        (line,) = refused.stderr.strip().splitlines()
+        assert line.startswith(f"error: --override {bad}: "), line
+
+
 def test_a_killed_evaluation_resumes_where_it_stopped(trained, prepared, one_by_one, tmp_path):
     out = tmp_path / "killed"
     command = _evaluate_command(trained[0], prepared[0], "--out", out, "--batch_size", 1)
