@@ -3,6 +3,7 @@ runtime (runtime/, ``stop_slu_runtime``) parses as the PyTorch parser does,
 ``stop-slu parse``, ``evaluate`` and ``serve`` take the export, and the runtime installs and parses in a
 virtual environment without PyTorch."""
 
+import http.client
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, start_server
 from stop_slu_runtime import OnnxParser
 
 
@@ -118,14 +119,10 @@ def test_stop_slu_serve_takes_an_onnx_export(exports, test_wavs, tmp_path):
     """The service and its page's /v1/model with an ONNX export: what the
     runtime parses, its labels and search; an 8 kHz stereo upload is read as
     with a PyTorch model (resampled, down-mixed), not refused."""
-    import http.client
-
-    from conftest import start_server
-
     from stop_slu.data_prep.audio import load_audio
 
     runtime = OnnxParser(exports[1])
-    mono, rate = sf.read(test_wavs[0], dtype="float32")
+    mono, _ = sf.read(test_wavs[0], dtype="float32")
     stereo_8k = tmp_path / "stereo_8k.wav"
     sf.write(stereo_8k, np.stack([mono[::2], 0.5 * mono[::2]], axis=1), 8000)
     server = start_server(exports[1])
